@@ -1,0 +1,43 @@
+# Mallard: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV := source scripts/env.sh &&
+DEMO_DATE ?= 2024-01-08
+DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
+
+.PHONY: install manifest demo test lint validate clean
+
+# Install everything into .venv (re-runs only when the requirements change).
+install: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-local.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-local.txt
+	touch $@
+
+# Build include/dbt/target/manifest.json, which Cosmos renders the dbt tasks from.
+manifest: install
+	$(ENV) $(PY) -m include.mallard.cli manifest
+
+# Run the whole pipeline once on the demo sources (a week of data) and print the marts.
+demo: manifest
+	$(ENV) $(PY) -m include.mallard.cli validate
+	$(ENV) $(VENV)/bin/airflow db migrate > /dev/null
+	$(ENV) $(VENV)/bin/airflow dags test mallard_elt $(DEMO_DATE) --conf '$(DEMO_CONF)' > .airflow/demo-run.log 2>&1 \
+		|| { tail -50 .airflow/demo-run.log; echo "The demo run failed; full log: .airflow/demo-run.log"; exit 1; }
+	$(ENV) $(PY) -m include.mallard.cli marts
+
+# The test suite (what CI runs).
+test: manifest
+	$(ENV) $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+validate: install
+	$(ENV) $(PY) -m include.mallard.cli validate
+
+clean:
+	rm -rf .airflow .mallard warehouse include/dbt/target include/dbt/logs

@@ -1,0 +1,1 @@
+"""Mallard: config-driven dlt ingestion and Cosmos-rendered dbt on DuckDB, inside Airflow."""

@@ -1,0 +1,15 @@
+# Environment shared by the Makefile targets and the local Airflow stack (source it).
+# Everything is relative to the project root, so a fresh clone works wherever it lives.
+MALLARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MALLARD_ROOT
+export PYTHONPATH="$MALLARD_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$MALLARD_ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$MALLARD_ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$MALLARD_ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
+# No network here: telemetry of Cosmos, dlt and dbt off.
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
+export DO_NOT_TRACK=1
+export RUNTIME__DLTHUB_TELEMETRY=false
+export DBT_SEND_ANONYMOUS_USAGE_STATS=false
