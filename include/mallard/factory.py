@@ -58,7 +58,7 @@ def build_ingestion_group(source: SourceConfig, sources_dir: Path) -> TaskGroup:
         "op_kwargs": {"source_name": source.name, "sources_dir": str(sources_dir)},
         "retries": source.retries,
     }
-    with TaskGroup(group_id=f"ingest_{source.name}", tooltip=source.description or None) as group:
+    with TaskGroup(group_id=f"ingest_{source.name}", tooltip=source.description) as group:
         extract = PythonOperator(task_id="extract", python_callable=extract_source, **task_args)
         load = PythonOperator(task_id="load", python_callable=load_source, pool=WAREHOUSE_POOL, **task_args)
         extract >> load

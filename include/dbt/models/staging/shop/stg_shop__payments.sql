@@ -18,7 +18,7 @@ renamed as (
         payment_method,
 
         ---------- numerics
-        cast(amount_cents as decimal(18, 2)) / 100 as amount,
+        {{ cents_to_dollars('amount_cents') }} as amount,
 
         ---------- timestamps
         paid_at

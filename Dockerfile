@@ -1,0 +1,15 @@
+# Astro Runtime 3.3-2 ships Apache Airflow 3.3.2, the version the tests run against
+# (tests/dags/test_packaging.py keeps the two in step).
+FROM astrocrpublic.azurecr.io/runtime:3.3-2
+
+# The project (copied to /usr/local/airflow by the image's ONBUILD steps) imports `include.mallard`.
+ENV PYTHONPATH=/usr/local/airflow \
+    AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
+    DO_NOT_TRACK=1 \
+    RUNTIME__DLTHUB_TELEMETRY=false \
+    DBT_SEND_ANONYMOUS_USAGE_STATS=false
+
+# dbt runs in the same environment as Airflow (requirements.txt), so Cosmos can invoke it
+# in-process (InvocationMode.DBT_RUNNER). Build the manifest Cosmos renders the DAG from, so that
+# parsing the DAG never runs dbt.
+RUN python -m include.mallard.cli manifest

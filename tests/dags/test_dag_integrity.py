@@ -1,0 +1,138 @@
+"""DAG integrity: the DAG folder imports cleanly and the ELT DAG has the promised shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from include.mallard.config.loader import source_files
+from include.mallard.factory import build_elt_dag
+from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
+from include.mallard.warehouse import WAREHOUSE_POOL
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "mallard_elt.json"
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(str(PROJECT_ROOT / "dags"))
+
+
+@pytest.fixture(scope="module")
+def elt_dag(dagbag):
+    return dagbag.dags["mallard_elt"]
+
+
+def _dbt_manifest() -> dict:
+    return json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "mallard_elt" in dagbag.dags
+
+
+def test_every_dag_has_tags_owner_and_retries(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.default_args.get("owner") not in (None, "airflow"), f"{dag_id} has no owner"
+        assert dag.default_args.get("retries", 0) >= 2, f"{dag_id} retries < 2"
+        for task in dag.tasks:
+            assert task.retries >= 2, f"{dag_id}.{task.task_id} retries < 2"
+
+
+def test_schedule_gives_real_data_intervals(elt_dag):
+    # Airflow 3's @daily has empty intervals; the ELT DAG must cover [previous tick, tick).
+    assert type(elt_dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert elt_dag.catchup is False
+
+
+def test_one_ingestion_group_per_source_file(elt_dag):
+    groups = {gid for gid in elt_dag.task_group.children if gid.startswith("ingest_")}
+    assert groups == {f"ingest_{path.stem}" for path in source_files(SOURCES_DIR)}
+    for group in groups:
+        extract, load = elt_dag.get_task(f"{group}.extract"), elt_dag.get_task(f"{group}.load")
+        assert load.upstream_task_ids == {extract.task_id}
+        assert load.pool == WAREHOUSE_POOL, "the load step writes DuckDB: it must be in the writer pool"
+        assert extract.pool != WAREHOUSE_POOL, "extraction does not touch DuckDB and may run in parallel"
+
+
+def test_every_dbt_model_has_a_task_with_its_tests_after_it(elt_dag):
+    manifest = _dbt_manifest()
+    models = [n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    tested = {
+        manifest["nodes"][parent]["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        for parent in node["depends_on"]["nodes"]
+        if parent.startswith("model.")
+    }
+    assert models
+    for model in models:
+        # Cosmos renders a tested model as a group (run >> test) and an untested one as one task.
+        run = elt_dag.get_task(f"dbt.{model}.run" if model in tested else f"dbt.{model}_run")
+        assert run.pool == WAREHOUSE_POOL
+        if model in tested:
+            test = elt_dag.get_task(f"dbt.{model}.test")
+            assert run.task_id in test.upstream_task_ids
+            assert test.pool == WAREHOUSE_POOL
+
+
+def test_downstream_models_wait_for_upstream_tests(elt_dag):
+    # A failing test stops what depends on it: `orders` runs only after its parents' tests.
+    assert "dbt.stg_shop__orders.test" in elt_dag.get_task("dbt.orders.run").upstream_task_ids
+
+
+def test_ingestion_is_upstream_of_all_dbt_tasks(elt_dag):
+    loads = {t.task_id for t in elt_dag.tasks if t.task_id.endswith(".load")}
+    for task in elt_dag.tasks:
+        if task.task_id.startswith("dbt."):
+            assert loads <= task.get_flat_relative_ids(upstream=True), task.task_id
+
+
+def test_dbt_tasks_get_the_warehouse_path_at_run_time(elt_dag):
+    task = elt_dag.get_task("dbt.orders.run")
+    assert task.env == {"MALLARD_WAREHOUSE_PATH": "{{ mallard_warehouse_path() }}"}
+
+
+def test_a_new_source_file_adds_a_task_group_without_code_changes(tmp_path):
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    (sources / "web_events.yml").write_text("kind: synthetic\nseed: 3\n")
+    dag = build_elt_dag("mallard_elt_extra", sources_dir=sources)
+    assert "ingest_web_events" in dag.task_group.children
+    assert dag.get_task("ingest_web_events.extract").op_kwargs["source_name"] == "web_events"
+
+
+def test_disabled_source_has_no_task_group(tmp_path):
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    text = (sources / "marketing.yml").read_text()
+    (sources / "marketing.yml").write_text(text + "enabled: false\n")
+    dag = build_elt_dag("mallard_elt_disabled", sources_dir=sources)
+    assert "ingest_marketing" not in dag.task_group.children
+
+
+def _structure(dag) -> dict:
+    return {
+        task.task_id: {
+            "operator": type(task).__name__,
+            "pool": task.pool,
+            "retries": task.retries,
+            "upstream": sorted(task.upstream_task_ids),
+        }
+        for task in sorted(dag.tasks, key=lambda t: t.task_id)
+    }
+
+
+def test_generated_dag_matches_snapshot(elt_dag):
+    """The generated definitions, frozen. Refresh after an intended change: MALLARD_UPDATE_SNAPSHOTS=1."""
+    structure = _structure(elt_dag)
+    if os.environ.get("MALLARD_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(json.dumps(structure, indent=2, sort_keys=True) + "\n")
+    assert structure == json.loads(SNAPSHOT.read_text())

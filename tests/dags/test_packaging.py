@@ -1,0 +1,83 @@
+"""Dockerfile and requirements agree with the Airflow the tests run on (checked without Docker)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from include.mallard.paths import PROJECT_ROOT
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirement = Requirement(line)
+            [specifier] = list(requirement.specifier)
+            assert specifier.operator == "==", f"{path.name}: pin {line} exactly"
+            pins[requirement.name.lower()] = specifier.version
+    return pins
+
+
+def test_runtime_image_matches_the_airflow_under_test():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    match = re.search(r"^FROM astrocrpublic\.azurecr\.io/runtime:(\d+)\.(\d+)-(\d+)\s*$", dockerfile, re.M)
+    assert match, "Dockerfile must start FROM a pinned Astro Runtime 3.x image"
+    airflow_major, airflow_minor, _ = version("apache-airflow").split(".")
+    assert (match[1], match[2]) == (airflow_major, airflow_minor)
+    assert _pins(PROJECT_ROOT / "requirements-local.txt")["apache-airflow"] == version("apache-airflow")
+
+
+def test_requirements_do_not_reinstall_airflow_and_match_the_installed_versions():
+    pins = _pins(PROJECT_ROOT / "requirements.txt")
+    assert "apache-airflow" not in pins, "the Runtime image ships Airflow; do not reinstall it"
+    for name, pinned in pins.items():
+        assert version(name) == pinned, f"requirements.txt pins {name}=={pinned}, tests run {version(name)}"
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_everything_the_project_imports_is_installed_by_the_image():
+    code = [*(PROJECT_ROOT / "dags").rglob("*.py"), *(PROJECT_ROOT / "include").rglob("*.py")]
+    code += list((PROJECT_ROOT / "plugins").rglob("*.py"))
+    imported = set().union(*(_top_level_imports(path) for path in code))
+    # Import name -> the distribution in requirements.txt (or the Runtime image) that provides it.
+    provided_by = {
+        "airflow": "apache-airflow",
+        "cosmos": "astronomer-cosmos",
+        "dlt": "dlt",
+        "dbt": "dbt-core",
+        "duckdb": "duckdb",
+        "pendulum": "pendulum",
+        "pydantic": "pydantic",
+        "yaml": "pyyaml",
+        "include": None,  # the project itself
+        "fastapi": "apache-airflow",
+    }
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
+    unknown = third_party - provided_by.keys()
+    assert not unknown, f"imports with no known provider in requirements.txt: {sorted(unknown)}"
+    pins = _pins(PROJECT_ROOT / "requirements.txt")
+    for name in third_party:
+        distribution = provided_by[name]
+        assert distribution in (None, "apache-airflow") or distribution in pins, f"{distribution} is not pinned"
+
+
+def test_dockerfile_builds_the_manifest_and_sets_the_import_path():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "include.mallard.cli manifest" in dockerfile
+    assert "PYTHONPATH=/usr/local/airflow" in dockerfile

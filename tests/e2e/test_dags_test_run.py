@@ -1,0 +1,86 @@
+"""One DAG run end to end (`airflow dags test`): real dlt, dbt and DuckDB; marts checked against the generator."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections import Counter, defaultdict
+from decimal import Decimal
+
+import pytest
+
+from include.mallard.config import get_source
+from include.mallard.paths import INCLUDE_DIR, SOURCES_DIR
+from include.mallard.sources import synthetic
+from tests.e2e.helpers import airflow_env, query, run_airflow
+
+UTC = dt.UTC
+LOGICAL_DATE = "2024-01-08"
+# A run triggered for 2024-01-08 covers the day before it.
+DAY = dt.date(2024, 1, 7)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dags-test")
+    warehouse = root / "warehouse.duckdb"
+    env = airflow_env(root / "airflow", warehouse, root / "work")
+    log = root / "airflow.log"
+    run_airflow(["db", "migrate"], env, log)
+    run_airflow(["dags", "test", "mallard_elt", LOGICAL_DATE], env, log)
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def expected():
+    shop = get_source(SOURCES_DIR, "shop")
+    start = dt.datetime.combine(DAY, dt.time(), UTC)
+    orders, payments = synthetic.interval_rows(shop, start, start + dt.timedelta(days=1))
+    return shop, orders, payments
+
+
+pytestmark = pytest.mark.e2e
+
+
+def test_raw_schemas_hold_exactly_the_interval(warehouse, expected):
+    _, orders, payments = expected
+    assert query(warehouse, "select count(*) from raw_shop.orders") == [(len(orders),)]
+    assert query(warehouse, "select count(*) from raw_shop.payments") == [(len(payments),)]
+    assert query(warehouse, "select count(*) from raw_stores.stores") == [(5,)]
+    [(first, last)] = query(warehouse, "select min(ordered_at), max(ordered_at) from raw_shop.orders")
+    assert first.date() == DAY and last.date() == DAY
+
+
+def test_orders_mart_totals_match_the_generator(warehouse, expected):
+    _, orders, payments = expected
+    assert query(warehouse, "select count(*) from marts.orders") == [(len(orders),)]
+    expected_revenue = Decimal(sum(p["amount_cents"] for p in payments)) / 100
+    [(revenue,)] = query(warehouse, "select sum(order_total) from marts.orders")
+    assert revenue == expected_revenue
+    by_method = defaultdict(int)
+    for payment in payments:
+        by_method[payment["payment_method"]] += payment["amount_cents"]
+    [(card,)] = query(warehouse, "select sum(credit_card_amount) from marts.orders")
+    assert card == Decimal(by_method["credit_card"]) / 100
+
+
+def test_customer_lifetime_value_matches_the_generator(warehouse, expected):
+    shop, orders, payments = expected
+    top_customer, order_count = Counter(o["customer_id"] for o in orders).most_common(1)[0]
+    their_orders = {o["id"] for o in orders if o["customer_id"] == top_customer}
+    value = Decimal(sum(p["amount_cents"] for p in payments if p["order_id"] in their_orders)) / 100
+    rows = query(
+        warehouse, "select number_of_orders, lifetime_value from marts.customers where customer_id = ?", [top_customer]
+    )
+    assert rows == [(order_count, value)]
+    assert query(warehouse, "select count(*) from marts.customers") == [(shop.customers,)]
+
+
+def test_daily_activity_joins_marketing_spend_from_the_csv(warehouse, expected):
+    _, orders, _ = expected
+    spend = Decimal(0)
+    for path in (INCLUDE_DIR / "data" / "marketing").glob("spend_*.csv"):
+        with path.open() as handle:
+            spend += sum(Decimal(r["spend"]) for r in csv.DictReader(handle) if r["spend_date"] == DAY.isoformat())
+    rows = query(warehouse, "select activity_date, order_count, marketing_spend from marts.daily_activity")
+    assert rows == [(DAY, len(orders), spend)]

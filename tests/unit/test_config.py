@@ -1,0 +1,97 @@
+"""The source config schema: valid files load, every invalid file is named with its field and a fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from include.mallard.config import ConfigError, FilesSource, SyntheticSource, load_sources
+from include.mallard.config.loader import parse_source_file
+from include.mallard.paths import SOURCES_DIR
+
+INVALID_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "invalid_sources"
+INVALID_FILES = sorted(INVALID_DIR.glob("*.yml"))
+
+
+def _expectation(path: Path) -> tuple[str, str]:
+    """Each catalog file starts with `# expect: <field> | <words of the fix or message>`."""
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("# expect:"), f"{path.name} lacks its '# expect:' header"
+    field, hint = header.removeprefix("# expect:").split("|", 1)
+    return field.strip(), hint.strip()
+
+
+def test_demo_sources_are_valid():
+    sources = {source.name: source for source in load_sources(SOURCES_DIR)}
+    assert set(sources) == {"shop", "stores", "marketing"}
+    assert isinstance(sources["shop"], SyntheticSource)
+    assert isinstance(sources["stores"], FilesSource)
+    assert sources["shop"].dataset_name == "raw_shop"
+    assert sources["shop"].first_day == dt.date(2024, 1, 1)
+
+
+def test_name_defaults_to_file_name(tmp_path):
+    (tmp_path / "web_shop.yml").write_text("kind: synthetic\n")
+    [source] = load_sources(tmp_path)
+    assert source.name == "web_shop"
+    assert source.retries == 2
+
+
+def test_single_primary_key_becomes_a_list(tmp_path):
+    config = tmp_path / "f.yml"
+    config.write_text("kind: files\npath: data\ntables:\n  - name: t\n    glob: '*.csv'\n    primary_key: id\n")
+    source = parse_source_file(config)
+    assert source.tables[0].primary_key == ["id"]
+
+
+def test_catalog_is_large_enough():
+    assert len(INVALID_FILES) >= 15
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[p.stem for p in INVALID_FILES])
+def test_invalid_config_names_file_field_and_fix(path):
+    field, hint = _expectation(path)
+    with pytest.raises(ConfigError) as raised:
+        parse_source_file(path)
+    problems = raised.value.problems
+    assert any(p.field == field for p in problems), [str(p) for p in problems]
+    problem = next(p for p in problems if p.field == field)
+    assert problem.file == path
+    text = str(problem)
+    assert str(path) in text and f"`{field}`" in text and "Fix:" in text
+    assert hint.lower() in text.lower(), text
+
+
+def test_one_bad_file_does_not_hide_another(tmp_path):
+    shutil.copy(INVALID_DIR / "unknown_kind.yml", tmp_path / "first.yml")
+    shutil.copy(INVALID_DIR / "wrong_type_int.yml", tmp_path / "second.yml")
+    (tmp_path / "good.yml").write_text("kind: synthetic\n")
+    with pytest.raises(ConfigError) as raised:
+        load_sources(tmp_path)
+    bad_files = {problem.file.name for problem in raised.value.problems}
+    assert bad_files == {"first.yml", "second.yml"}
+    assert "first.yml" in str(raised.value) and "second.yml" in str(raised.value)
+
+
+def test_duplicate_source_names_are_rejected(tmp_path):
+    (tmp_path / "a.yml").write_text("kind: synthetic\nname: shop\n")
+    (tmp_path / "b.yml").write_text("kind: synthetic\nname: shop\n")
+    with pytest.raises(ConfigError) as raised:
+        load_sources(tmp_path)
+    [problem] = raised.value.problems
+    assert problem.file.name == "b.yml" and problem.field == "name" and "a.yml" in problem.message
+
+
+def test_disabled_sources_are_skipped_unless_asked(tmp_path):
+    (tmp_path / "on.yml").write_text("kind: synthetic\n")
+    (tmp_path / "off.yml").write_text("kind: synthetic\nenabled: false\n")
+    assert [s.name for s in load_sources(tmp_path)] == ["on"]
+    assert sorted(s.name for s in load_sources(tmp_path, include_disabled=True)) == ["off", "on"]
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sources(tmp_path / "nope")
