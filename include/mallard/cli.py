@@ -1,4 +1,4 @@
-"""Mallard's command line: `python -m include.mallard.cli {validate,manifest,marts}`."""
+"""Mallard's command line: `python -m include.mallard.cli {validate,manifest,schema,marts}`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
+from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
+
+SCHEMA_PATH = PROJECT_ROOT / "docs" / "source.schema.json"
 
 
 def validate(sources_dir: Path) -> int:
@@ -22,6 +24,17 @@ def validate(sources_dir: Path) -> int:
         state = "" if source.enabled else " (disabled)"
         print(f"ok  {source.name:<24} {source.kind:<10} -> {source.dataset_name}{state}")
     return 0
+
+
+def source_json_schema() -> str:
+    """The JSON Schema of a source file, for editors (`# yaml-language-server: $schema=...`)."""
+    import json
+
+    from include.mallard.config.models import SOURCE_ADAPTER
+
+    schema = SOURCE_ADAPTER.json_schema()
+    schema["title"] = "Mallard source config (include/sources/<name>.yml)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def build_manifest(dbt_project_dir: Path) -> int:
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--sources-dir", type=Path, default=SOURCES_DIR)
     manifest = commands.add_parser("manifest", help="build the dbt manifest that Cosmos renders")
     manifest.add_argument("--dbt-project-dir", type=Path, default=DBT_PROJECT_DIR)
+    schema = commands.add_parser("schema", help="write the JSON Schema of source files")
+    schema.add_argument("--output", type=Path, default=SCHEMA_PATH)
     marts = commands.add_parser("marts", help="print the marts and their row counts")
     marts.add_argument("--schema", default="marts")
     args = parser.parse_args(argv)
@@ -75,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return validate(args.sources_dir)
     if args.command == "manifest":
         return build_manifest(args.dbt_project_dir)
+    if args.command == "schema":
+        args.output.write_text(source_json_schema(), encoding="utf-8")
+        print(f"wrote {args.output}")
+        return 0
     return print_marts(args.schema)
 
 

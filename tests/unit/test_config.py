@@ -95,3 +95,12 @@ def test_disabled_sources_are_skipped_unless_asked(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_sources(tmp_path / "nope")
+
+
+def test_published_json_schema_is_current():
+    """docs/source.schema.json is what editors validate against; regenerate with `cli schema`."""
+    from include.mallard.cli import SCHEMA_PATH, source_json_schema
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == source_json_schema(), (
+        "docs/source.schema.json is stale: run `python -m include.mallard.cli schema`"
+    )
