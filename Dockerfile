@@ -7,7 +7,8 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
     DO_NOT_TRACK=1 \
     RUNTIME__DLTHUB_TELEMETRY=false \
-    DBT_SEND_ANONYMOUS_USAGE_STATS=false
+    DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+    AIRFLOW__COSMOS__DBT_DOCS_PROJECTS='{"mallard": {"dir": "/usr/local/airflow/include/dbt/target/docs", "index": "index.html", "name": "Mallard dbt docs"}}'
 
 # dbt runs in the same environment as Airflow (requirements.txt), so Cosmos can invoke it
 # in-process (InvocationMode.DBT_RUNNER). Build the manifest Cosmos renders the DAG from, so that

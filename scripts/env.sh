@@ -13,3 +13,6 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
 export DO_NOT_TRACK=1
 export RUNTIME__DLTHUB_TELEMETRY=false
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false
+# Cosmos's dbt docs view (Browse > Mallard dbt docs) serves what the DAG's dbt_docs task writes.
+export MALLARD_DBT_DOCS_DIR="${MALLARD_DBT_DOCS_DIR:-$MALLARD_ROOT/include/dbt/target/docs}"
+export AIRFLOW__COSMOS__DBT_DOCS_PROJECTS="{\"mallard\": {\"dir\": \"$MALLARD_DBT_DOCS_DIR\", \"index\": \"index.html\", \"name\": \"Mallard dbt docs\"}}"

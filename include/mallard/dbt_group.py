@@ -46,6 +46,10 @@ def manifest_path(dbt_project_dir: Path) -> Path:
     return dbt_project_dir / MANIFEST_RELATIVE_PATH
 
 
+def _interval_template(which: str) -> str:
+    return f"{{{{ mallard_interval_bound(dag_run, data_interval_start, data_interval_end, '{which}') }}}}"
+
+
 def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_group_kwargs: Any) -> DbtTaskGroup:
     """A Cosmos DbtTaskGroup over `dbt_project_dir`; every dbt task runs in the warehouse pool."""
     project = read_dbt_project(dbt_project_dir)
@@ -88,6 +92,10 @@ def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_grou
             "pool": WAREHOUSE_POOL,
             # Resolved when the task runs, so parsing never looks up the Airflow connection.
             "env": {WAREHOUSE_PATH_ENV: "{{ mallard_warehouse_path() }}"},
+            # Incremental models rebuild only the run's interval (see macros/interval_filter.sql).
+            "vars": {f"mallard_interval_{which}": _interval_template(which) for which in ("start", "end")},
+            # Run conf {"full_refresh": true} rebuilds incremental models from scratch.
+            "full_refresh": "{{ (dag_run.conf or {}).get('full_refresh', False) }}",
         },
         **task_group_kwargs,
     )

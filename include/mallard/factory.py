@@ -18,8 +18,9 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
 
 from include.mallard.config import SourceConfig, get_source, load_sources
+from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import build_dbt_group
-from include.mallard.interval import interval_from_context
+from include.mallard.interval import interval_bound, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
 
@@ -72,8 +73,11 @@ def _dag_doc(sources: list[SourceConfig]) -> str:
         "Loads every source in `include/sources/` with dlt into `raw_<source>` of the DuckDB warehouse,",
         "then builds the dbt project in `include/dbt/` (one task per model, its tests right after it).",
         "",
-        "A scheduled or backfill run loads exactly its data interval. A manual run loads the run conf's",
-        '`{"start": ..., "end": ...}` if given, else its data interval (for a manual trigger, the last complete day).',
+        "A scheduled or backfill run loads exactly its data interval [start, end). A manual run loads the run",
+        'conf\'s `{"start": "2024-01-01", "end": "2024-01-08"}` if given, else its data interval (for a manual',
+        "trigger, the last complete day). Incremental sources merge the slice on their primary key, so reruns",
+        'are idempotent. Incremental dbt models rebuild only the slice; run conf `{"full_refresh": true}`',
+        "rebuilds them from scratch.",
         "",
         "## Sources",
         "",
@@ -105,12 +109,22 @@ def build_elt_dag(
         default_args=DEFAULT_ARGS,
         tags=list(tags),
         doc_md=_dag_doc(sources),
-        user_defined_macros={"mallard_warehouse_path": lambda: str(resolve_warehouse_path())},
+        user_defined_macros={
+            "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
+            "mallard_interval_bound": interval_bound,
+        },
     ) as dag:
         ingestion = [build_ingestion_group(source, sources_dir) for source in sources]
         dbt = build_dbt_group(dbt_project_dir)
+        docs = PythonOperator(
+            task_id="dbt_docs",
+            python_callable=generate_dbt_docs,
+            op_kwargs={"dbt_project_dir": str(dbt_project_dir)},
+            pool=WAREHOUSE_POOL,
+            doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
+        )
         dag.doc_md += _models_doc(dbt)
-        ingestion >> dbt
+        ingestion >> dbt >> docs
     return dag
 
 

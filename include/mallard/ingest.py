@@ -39,7 +39,9 @@ def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt
     pipeline = dlt.pipeline(
         pipeline_name=f"mallard_{source.name}",
         pipelines_dir=str(work_dir),
-        destination=dlt.destinations.duckdb(str(warehouse_path)),
+        # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
+        # failed load leaves the previous table readable.
+        destination=dlt.destinations.duckdb(str(warehouse_path), replace_strategy="insert-from-staging"),
         dataset_name=source.dataset_name,
     )
     # The run's folder starts empty: never read state from the warehouse while extracting, as

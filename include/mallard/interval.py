@@ -48,16 +48,29 @@ def parse_bound(value: Any, field: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def interval_from_context(context: Mapping[str, Any]) -> Interval:
-    """The interval of the running task: run conf `start`/`end` if given, else the data interval."""
-    dag_run = context.get("dag_run")
-    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+def interval_for_run(
+    conf: Mapping[str, Any] | None, data_interval_start: dt.datetime | None, data_interval_end: dt.datetime | None
+) -> Interval:
+    """The run conf's `start`/`end` if given, else the data interval."""
+    conf = conf or {}
     if "start" in conf or "end" in conf:
         missing = [key for key in ("start", "end") if key not in conf]
         if missing:
             raise ValueError(f"run conf has {'end' if missing == ['start'] else 'start'} but not {missing[0]!r}")
         return Interval(parse_bound(conf["start"], "start"), parse_bound(conf["end"], "end"))
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is None or end is None:
+    if data_interval_start is None or data_interval_end is None:
         raise ValueError("the DAG run has no data interval; give `start` and `end` in the run conf")
-    return Interval(start.astimezone(UTC), end.astimezone(UTC))
+    return Interval(data_interval_start.astimezone(UTC), data_interval_end.astimezone(UTC))
+
+
+def interval_from_context(context: Mapping[str, Any]) -> Interval:
+    """The interval of the running task (see `interval_for_run`)."""
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) if dag_run is not None else None
+    return interval_for_run(conf, context.get("data_interval_start"), context.get("data_interval_end"))
+
+
+def interval_bound(dag_run: Any, data_interval_start: Any, data_interval_end: Any, which: str) -> str:
+    """Template macro: the run's interval `start` or `end` as ISO text, passed to dbt as a var."""
+    interval = interval_for_run(getattr(dag_run, "conf", None), data_interval_start, data_interval_end)
+    return getattr(interval, which).isoformat()

@@ -95,9 +95,18 @@ def test_ingestion_is_upstream_of_all_dbt_tasks(elt_dag):
             assert loads <= task.get_flat_relative_ids(upstream=True), task.task_id
 
 
-def test_dbt_tasks_get_the_warehouse_path_at_run_time(elt_dag):
+def test_dbt_docs_are_generated_last_in_the_writer_pool(elt_dag):
+    docs = elt_dag.get_task("dbt_docs")
+    assert docs.pool == WAREHOUSE_POOL
+    dbt_tasks = {t.task_id for t in elt_dag.tasks if t.task_id.startswith("dbt.")}
+    assert dbt_tasks <= docs.get_flat_relative_ids(upstream=True)
+
+
+def test_dbt_tasks_get_the_warehouse_path_and_interval_at_run_time(elt_dag):
     task = elt_dag.get_task("dbt.orders.run")
     assert task.env == {"MALLARD_WAREHOUSE_PATH": "{{ mallard_warehouse_path() }}"}
+    assert set(task.vars) == {"mallard_interval_start", "mallard_interval_end"}
+    assert all("mallard_interval_bound(" in value for value in task.vars.values())
 
 
 def test_a_new_source_file_adds_a_task_group_without_code_changes(tmp_path):

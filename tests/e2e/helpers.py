@@ -38,3 +38,34 @@ def run_airflow(args: list[str], env: dict[str, str], log_file: Path, timeout: i
 def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         return connection.execute(sql, params or []).fetchall()
+
+
+def table_checksums(warehouse: Path) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent digest of every raw and mart table.
+
+    dlt's bookkeeping tables and per-load columns (_dlt_load_id, _dlt_id) differ between loads by
+    design, so they are left out: what is compared is the data.
+    """
+    checksums = {}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        tables = connection.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where (table_schema like 'raw\\_%' escape '\\' and table_schema not like '%\\_staging' escape '\\' "
+            "and table_name not like '\\_dlt%' escape '\\') or table_schema = 'marts'"
+        ).fetchall()
+        for schema, table in tables:
+            columns = [
+                name
+                for (name,) in connection.execute(
+                    "select column_name from information_schema.columns where table_schema = ? and table_name = ?"
+                    " and column_name not in ('_dlt_load_id', '_dlt_id') order by column_name",
+                    [schema, table],
+                ).fetchall()
+            ]
+            column_list = ", ".join(f'"{c}"' for c in columns)
+            row = connection.execute(
+                f"select count(*), md5(coalesce(string_agg(r, '|' order by r), '')) "
+                f'from (select cast(row({column_list}) as varchar) as r from "{schema}"."{table}")'
+            ).fetchone()
+            checksums[f"{schema}.{table}"] = (row[0], row[1])
+    return checksums

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 TABLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -49,6 +49,13 @@ class SyntheticSource(SourceBase):
     stores: int = Field(5, ge=1, le=10_000, description="Orders pick a store_id in 1..stores.")
     orders_per_day: int = Field(40, ge=0, le=500_000, description="Average orders per day.")
     first_day: dt.date = Field(dt.date(2024, 1, 1), description="No orders exist before this day.")
+    incremental: bool = Field(
+        True,
+        description=(
+            "true: each run loads the orders and payments of its data interval and merges them on id. "
+            "false: each run reloads everything from first_day to the end of its interval (full refresh)."
+        ),
+    )
 
 
 FileFormat = Literal["csv"]
@@ -61,6 +68,19 @@ class FileTable(_StrictModel):
     glob: str = Field(description="Glob relative to the source's path, e.g. '*.csv' or '2024/**/*.csv'.")
     format: FileFormat = Field("csv", description="File format.")
     primary_key: list[str] = Field(default_factory=list, description="Column(s) that identify a row.")
+    cursor: str | None = Field(
+        None,
+        description=(
+            "Incremental: a date/timestamp column; each run loads the rows with interval start <= cursor < end "
+            "and merges them on primary_key. Without a cursor the table is fully replaced each run."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _incremental_needs_a_key(self) -> FileTable:
+        if self.cursor and not self.primary_key:
+            raise ValueError(f"table {self.name!r} has a cursor but no primary_key; add primary_key to merge rows on")
+        return self
 
     @field_validator("primary_key", mode="before")
     @classmethod

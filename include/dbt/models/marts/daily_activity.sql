@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='activity_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns'
+    )
+}}
+
 with
 
 orders as (
 
     select * from {{ ref('orders') }}
+    {{ interval_days_filter('order_date') }}
 
 ),
 

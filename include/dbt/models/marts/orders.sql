@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns'
+    )
+}}
+
 with
 
 orders as (
 
     select * from {{ ref('stg_shop__orders') }}
+    {{ interval_filter('ordered_at') }}
 
 ),
 
