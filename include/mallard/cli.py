@@ -46,6 +46,9 @@ def build_manifest(dbt_project_dir: Path) -> int:
     if not result.success:
         print(f"dbt parse failed in {dbt_project_dir}: {result.exception}", file=sys.stderr)
         return 1
+    from include.mallard.dbt_group import record_fingerprint
+
+    record_fingerprint(dbt_project_dir)
     print(f"manifest built: {dbt_project_dir / 'target' / 'manifest.json'}")
     return 0
 

@@ -7,6 +7,7 @@ project whose sources point at the `raw_<source>` schemas works.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from cosmos import (
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
 MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
+FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
+# What `dbt parse` reads: a change to any of these makes the manifest stale.
+_PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
+_SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
 
 
@@ -50,14 +55,42 @@ def _interval_template(which: str) -> str:
     return f"{{{{ mallard_interval_bound(dag_run, data_interval_start, data_interval_end, '{which}') }}}}"
 
 
-def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_group_kwargs: Any) -> DbtTaskGroup:
-    """A Cosmos DbtTaskGroup over `dbt_project_dir`; every dbt task runs in the warehouse pool."""
-    project = read_dbt_project(dbt_project_dir)
+def project_fingerprint(dbt_project_dir: Path) -> str:
+    """A hash of every file `dbt parse` reads (paths and contents); cheap enough for parse time."""
+    digest = hashlib.sha256()
+    for path in sorted(dbt_project_dir.rglob("*")):
+        relative = path.relative_to(dbt_project_dir)
+        if path.is_file() and path.suffix in _PROJECT_FILE_SUFFIXES and not _SKIPPED_FOLDERS & set(relative.parts):
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def record_fingerprint(dbt_project_dir: Path) -> None:
+    """Remember which project files the current manifest was built from (after `dbt parse`)."""
+    (dbt_project_dir / FINGERPRINT_RELATIVE_PATH).write_text(project_fingerprint(dbt_project_dir))
+
+
+def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
+    """The manifest path; raise DbtProjectError if it is missing or older than the project files."""
     manifest = manifest_path(dbt_project_dir)
     if not manifest.is_file():
         raise DbtProjectError(
             f"{manifest} is missing. Build it with `make manifest` (runs `dbt parse` in {dbt_project_dir})."
         )
+    fingerprint_file = dbt_project_dir / FINGERPRINT_RELATIVE_PATH
+    recorded = fingerprint_file.read_text().strip() if fingerprint_file.is_file() else None
+    if recorded != project_fingerprint(dbt_project_dir):
+        raise DbtProjectError(
+            f"{manifest} is stale: files in {dbt_project_dir} changed since it was built. "
+            "Rebuild it with `make manifest` (or `python -m include.mallard.cli manifest`)."
+        )
+    return manifest
+
+
+def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_group_kwargs: Any) -> DbtTaskGroup:
+    """A Cosmos DbtTaskGroup over `dbt_project_dir`; every dbt task runs in the warehouse pool."""
+    project = read_dbt_project(dbt_project_dir)
+    manifest = check_manifest_is_fresh(dbt_project_dir)
     profiles_file = dbt_project_dir / "profiles.yml"
     if not profiles_file.is_file():
         raise DbtProjectError(

@@ -31,3 +31,15 @@ def test_missing_manifest_says_how_to_build_it(tmp_path):
     shutil.copytree(OTHER_PROJECT, project)
     with pytest.raises(DbtProjectError, match="make manifest"):
         build_elt_dag("no_manifest", dbt_project_dir=project)
+
+
+def test_stale_manifest_is_reported_not_used(tmp_path):
+    project = tmp_path / "dbt"
+    shutil.copytree(OTHER_PROJECT, project)
+    assert build_manifest(project) == 0
+    (project / "models" / "new_model.sql").write_text("select 1 as id\n")
+    with pytest.raises(DbtProjectError, match="stale"):
+        build_elt_dag("stale_manifest", dbt_project_dir=project)
+    assert build_manifest(project) == 0
+    dag = build_elt_dag("fresh_manifest", dbt_project_dir=project)
+    assert "dbt.new_model_run" in dag.task_ids
