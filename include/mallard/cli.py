@@ -1,4 +1,4 @@
-"""Mallard's command line: `python -m include.mallard.cli {validate,manifest,schema,marts}`."""
+"""Mallard's command line: `python -m include.mallard.cli {validate,manifest,schema,marts,staging}`."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 SCHEMA_PATH = PROJECT_ROOT / "docs" / "source.schema.json"
 
 
-def validate(sources_dir: Path) -> int:
-    """Check every source config; print each problem with its file, field and fix."""
+def validate(sources_dir: Path, *, check_references: bool = True) -> int:
+    """Check every source config; print each problem with its file, field and fix.
+
+    With `check_references` it also checks what the files point at: Airflow connections, env vars,
+    python functions and local folders (never done at DAG parse time).
+    """
     from include.mallard.config import ConfigError, load_sources
 
     try:
-        sources = load_sources(sources_dir, include_disabled=True)
+        sources = load_sources(sources_dir, include_disabled=True, check_references=check_references)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
@@ -82,17 +86,31 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("validate", help="validate the source configs")
     check.add_argument("--sources-dir", type=Path, default=SOURCES_DIR)
+    check.add_argument(
+        "--no-check-references",
+        dest="check_references",
+        action="store_false",
+        help="check only the files (skip connections, env vars, imports, folders)",
+    )
     manifest = commands.add_parser("manifest", help="build the dbt manifest that Cosmos renders")
     manifest.add_argument("--dbt-project-dir", type=Path, default=DBT_PROJECT_DIR)
     schema = commands.add_parser("schema", help="write the JSON Schema of source files")
     schema.add_argument("--output", type=Path, default=SCHEMA_PATH)
     marts = commands.add_parser("marts", help="print the marts and their row counts")
     marts.add_argument("--schema", default="marts")
+    from include.mallard.staging import add_arguments as add_staging_arguments
+
+    staging = commands.add_parser("staging", help="generate dbt sources and staging models from what dlt loaded")
+    add_staging_arguments(staging)
     args = parser.parse_args(argv)
     if args.command == "validate":
-        return validate(args.sources_dir)
+        return validate(args.sources_dir, check_references=args.check_references)
     if args.command == "manifest":
         return build_manifest(args.dbt_project_dir)
+    if args.command == "staging":
+        from include.mallard.staging import run as run_staging
+
+        return run_staging(args)
     if args.command == "schema":
         args.output.write_text(source_json_schema(), encoding="utf-8")
         print(f"wrote {args.output}")

@@ -22,6 +22,7 @@ from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import build_dbt_group
 from include.mallard.interval import interval_bound, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
+from include.mallard.staging import generate_staging_task
 from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
 
 DEFAULT_DAG_ID = "mallard_elt"
@@ -88,6 +89,28 @@ def _dag_doc(sources: list[SourceConfig]) -> str:
     return "\n".join(lines)
 
 
+def _own_schedule(source: SourceConfig, cron: str) -> bool:
+    return source.schedule is not None and source.schedule != cron
+
+
+def _new_dag(dag_id: str, cron: str, start_date: dt.datetime, tags: list[str], doc_md: str) -> DAG:
+    return DAG(
+        dag_id=dag_id,
+        # A cron *data interval* timetable: each run covers [previous tick, this tick). `@daily`
+        # would give Airflow 3's empty interval and load nothing.
+        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
+        start_date=start_date,
+        catchup=False,
+        default_args=DEFAULT_ARGS,
+        tags=tags,
+        doc_md=doc_md,
+        user_defined_macros={
+            "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
+            "mallard_interval_bound": interval_bound,
+        },
+    )
+
+
 def build_elt_dag(
     dag_id: str = DEFAULT_DAG_ID,
     *,
@@ -96,24 +119,16 @@ def build_elt_dag(
     cron: str = DEFAULT_CRON,
     start_date: dt.datetime = DEFAULT_START_DATE,
     tags: tuple[str, ...] = DEFAULT_TAGS,
+    generate_staging: bool = False,
 ) -> DAG:
-    """Build the ELT DAG from the source configs in `sources_dir` and the dbt project in `dbt_project_dir`."""
-    sources = load_sources(sources_dir)
-    with DAG(
-        dag_id=dag_id,
-        # A cron *data interval* timetable: each run covers [previous tick, this tick). `@daily`
-        # would give Airflow 3's empty interval and load nothing.
-        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
-        start_date=start_date,
-        catchup=False,
-        default_args=DEFAULT_ARGS,
-        tags=list(tags),
-        doc_md=_dag_doc(sources),
-        user_defined_macros={
-            "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
-            "mallard_interval_bound": interval_bound,
-        },
-    ) as dag:
+    """Build the ELT DAG from the source configs in `sources_dir` and the dbt project in `dbt_project_dir`.
+
+    Sources with a `schedule` of their own load in their own DAG (`build_source_dags`); dbt here
+    reads whatever they loaded last. With `generate_staging`, a task regenerates the generated
+    staging models (docs/staging.md) between ingestion and dbt.
+    """
+    sources = [s for s in load_sources(sources_dir) if not _own_schedule(s, cron)]
+    with _new_dag(dag_id, cron, start_date, list(tags), _dag_doc(sources)) as dag:
         ingestion = [build_ingestion_group(source, sources_dir) for source in sources]
         dbt = build_dbt_group(dbt_project_dir)
         docs = PythonOperator(
@@ -124,8 +139,44 @@ def build_elt_dag(
             doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
         )
         dag.doc_md += _models_doc(dbt)
-        ingestion >> dbt >> docs
+        if generate_staging:
+            staging = PythonOperator(
+                task_id="generate_staging",
+                python_callable=generate_staging_task,
+                op_kwargs={
+                    "source_names": [s.name for s in sources],
+                    "sources_dir": str(sources_dir),
+                    "dbt_project_dir": str(dbt_project_dir),
+                },
+                pool=WAREHOUSE_POOL,  # it reads the warehouse
+                doc_md="Regenerates dbt sources and staging models from dlt's schemas (docs/staging.md).",
+            )
+            ingestion >> staging >> dbt
+        else:
+            ingestion >> dbt
+        dbt >> docs
     return dag
+
+
+def build_source_dags(
+    dag_id: str = DEFAULT_DAG_ID,
+    *,
+    sources_dir: Path = SOURCES_DIR,
+    cron: str = DEFAULT_CRON,
+    start_date: dt.datetime = DEFAULT_START_DATE,
+    tags: tuple[str, ...] = DEFAULT_TAGS,
+) -> list[DAG]:
+    """One ingestion-only DAG `<dag_id>_ingest_<source>` per source whose `schedule` differs from `cron`."""
+    dags = []
+    for source in load_sources(sources_dir):
+        if _own_schedule(source, cron):
+            assert source.schedule is not None
+            doc = f"# Ingest `{source.name}`\n\nLoads source `{source.name}` on its own schedule `{source.schedule}`."
+            dag_tags = [*tags, "ingest", *source.tags]
+            with _new_dag(f"{dag_id}_ingest_{source.name}", source.schedule, start_date, dag_tags, doc) as dag:
+                build_ingestion_group(source, sources_dir)
+            dags.append(dag)
+    return dags
 
 
 def _models_doc(dbt_group: Any) -> str:

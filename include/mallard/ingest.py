@@ -9,7 +9,6 @@ at task run time, never when the DAG file is parsed.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -19,20 +18,18 @@ import dlt
 
 from include.mallard.config import SourceConfig
 from include.mallard.interval import Interval
-from include.mallard.paths import DEFAULT_WORK_DIR, resolve_project_path
+from include.mallard.paths import work_root
+from include.mallard.sources import schema_store
 from include.mallard.sources.builders import build_resources
 from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
 
-WORK_DIR_ENV = "MALLARD_WORK_DIR"
 log = logging.getLogger(__name__)
 
 
 def run_work_dir(dag_id: str, run_id: str, source_name: str) -> Path:
     """The dlt working folder of one source in one DAG run."""
-    base = os.environ.get(WORK_DIR_ENV)
-    root = resolve_project_path(base) if base else DEFAULT_WORK_DIR
     safe_run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-    return root / "dlt" / dag_id / safe_run_id / source_name
+    return work_root() / "dlt" / dag_id / safe_run_id / source_name
 
 
 def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt.Pipeline:
@@ -58,6 +55,7 @@ def extract(source: SourceConfig, interval: Interval, work_dir: Path) -> dict[st
     log.info("Extracting source %r for %s into %s", source.name, interval, work_dir)
     pipeline.extract(build_resources(source, interval))
     normalize_info = pipeline.normalize()
+    schema_store.remember(source.name, work_dir)  # baseline for the next run's schema contract
     row_counts = {table: count for table, count in normalize_info.row_counts.items() if not table.startswith("_dlt")}
     log.info("Source %r: rows extracted per table: %s", source.name, row_counts)
     return row_counts

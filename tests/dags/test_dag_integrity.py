@@ -145,3 +145,26 @@ def test_generated_dag_matches_snapshot(elt_dag):
     if os.environ.get("MALLARD_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
         SNAPSHOT.write_text(json.dumps(structure, indent=2, sort_keys=True) + "\n")
     assert structure == json.loads(SNAPSHOT.read_text())
+
+
+def test_a_source_with_its_own_schedule_gets_its_own_dag(tmp_path):
+    from include.mallard.factory import build_source_dags
+
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    (sources / "hourly.yml").write_text("kind: synthetic\nschedule: '0 * * * *'\ntags: [fast]\n")
+    elt = build_elt_dag("elt_sched", sources_dir=sources)
+    assert "ingest_hourly" not in elt.task_group.children
+    [hourly] = build_source_dags("elt_sched", sources_dir=sources)
+    assert hourly.dag_id == "elt_sched_ingest_hourly"
+    assert hourly.timetable.expression == "0 * * * *"
+    assert {"fast", "ingest"} <= set(hourly.tags)
+    assert set(hourly.task_ids) == {"ingest_hourly.extract", "ingest_hourly.load"}
+    assert hourly.get_task("ingest_hourly.load").pool == WAREHOUSE_POOL
+
+
+def test_generate_staging_step_sits_between_ingestion_and_dbt(tmp_path):
+    dag = build_elt_dag("elt_staging", generate_staging=True)
+    staging = dag.get_task("generate_staging")
+    assert {t.task_id for t in dag.tasks if t.task_id.endswith(".load")} == staging.upstream_task_ids
+    assert "generate_staging" in dag.get_task("dbt.stg_shop__orders.run").upstream_task_ids

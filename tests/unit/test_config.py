@@ -14,6 +14,9 @@ from include.mallard.paths import SOURCES_DIR
 
 INVALID_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "invalid_sources"
 INVALID_FILES = sorted(INVALID_DIR.glob("*.yml"))
+# A sub-folder is a case that needs several files (e.g. two sources with one name); the file
+# that carries the `# expect:` header is the one the problem must name.
+INVALID_FOLDERS = sorted(p for p in INVALID_DIR.iterdir() if p.is_dir())
 
 
 def _expectation(path: Path) -> tuple[str, str]:
@@ -48,21 +51,56 @@ def test_single_primary_key_becomes_a_list(tmp_path):
 
 
 def test_catalog_is_large_enough():
-    assert len(INVALID_FILES) >= 15
+    assert len(INVALID_FILES) + len(INVALID_FOLDERS) >= 25
 
 
-@pytest.mark.parametrize("path", INVALID_FILES, ids=[p.stem for p in INVALID_FILES])
-def test_invalid_config_names_file_field_and_fix(path):
+def _assert_names_file_field_and_fix(problems: list, path: Path) -> None:
     field, hint = _expectation(path)
-    with pytest.raises(ConfigError) as raised:
-        parse_source_file(path)
-    problems = raised.value.problems
-    assert any(p.field == field for p in problems), [str(p) for p in problems]
-    problem = next(p for p in problems if p.field == field)
-    assert problem.file == path
+    assert any(p.field == field and p.file == path for p in problems), [str(p) for p in problems]
+    problem = next(p for p in problems if p.field == field and p.file == path)
     text = str(problem)
     assert str(path) in text and f"`{field}`" in text and "Fix:" in text
     assert hint.lower() in text.lower(), text
+
+
+@pytest.fixture
+def no_test_secrets(monkeypatch):
+    """The catalog's references must not resolve, whatever the shell running the tests has set."""
+    monkeypatch.delenv("MALLARD_TEST_UNSET_TOKEN", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MALLARD_TEST_NO_SUCH_CONNECTION", raising=False)
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[p.stem for p in INVALID_FILES])
+def test_invalid_config_names_file_field_and_fix(path, no_test_secrets):
+    # check_references: what `cli validate` runs (connections, env vars, imports are checked too).
+    with pytest.raises(ConfigError) as raised:
+        parse_source_file(path, check_references=True)
+    _assert_names_file_field_and_fix(raised.value.problems, path)
+
+
+@pytest.mark.parametrize("folder", INVALID_FOLDERS, ids=[p.name for p in INVALID_FOLDERS])
+def test_invalid_folder_names_file_field_and_fix(folder):
+    [path] = [p for p in sorted(folder.glob("*.yml")) if p.read_text().startswith("# expect:")]
+    with pytest.raises(ConfigError) as raised:
+        load_sources(folder, check_references=True)
+    _assert_names_file_field_and_fix(raised.value.problems, path)
+
+
+def test_secrets_are_never_echoed():
+    """A literal secret is reported by its field, never by its value."""
+    for name in ("rest_literal_token", "literal_secret_header", "sql_url_with_password", "python_literal_arg"):
+        path = INVALID_DIR / f"{name}.yml"
+        with pytest.raises(ConfigError) as raised:
+            parse_source_file(path)
+        text = str(raised.value)
+        for secret in ("abc123", "9f8e7d6c5b4a39281706", "hunter2", "not-so-secret"):
+            assert secret not in text, text
+
+
+def test_parse_time_does_not_look_outside_the_file():
+    """Without check_references (DAG parsing), unknown connections and modules are not looked up."""
+    for name in ("unknown_connection", "missing_env_var", "function_not_importable"):
+        parse_source_file(INVALID_DIR / f"{name}.yml")
 
 
 def test_one_bad_file_does_not_hide_another(tmp_path):

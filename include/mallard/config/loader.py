@@ -6,6 +6,7 @@ together so that one bad file never hides another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +15,24 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from include.mallard.config.models import SOURCE_ADAPTER, SOURCE_KINDS, FilesSource, SyntheticSource
+from include.mallard.config.models import (
+    AUTH_TYPES,
+    PAGINATOR_TYPES,
+    SECRET_REFERENCE_FIX,
+    SOURCE_ADAPTER,
+    SOURCE_KINDS,
+    ConfigValueError,
+    SourceModel,
+)
 
-SourceConfig = SyntheticSource | FilesSource
+SourceConfig = SourceModel
 CONFIG_SUFFIXES = (".yml", ".yaml")
+# A discriminated union's tag appears in an error's location after the field (`auth.bearer.token`): drop it.
+_TAGS_AFTER_FIELD = {"auth": set(AUTH_TYPES), "paginator": set(PAGINATOR_TYPES)}
 
 _FIX_BY_ERROR_TYPE = {
     "missing": "add the field",
     "extra_forbidden": "remove the field or fix its spelling",
-    "union_tag_invalid": f"set `kind` to one of: {', '.join(SOURCE_KINDS)}",
-    "union_tag_not_found": f"add `kind:` with one of: {', '.join(SOURCE_KINDS)}",
     "int_parsing": "use a whole number",
     "int_type": "use a whole number",
     "int_from_float": "use a whole number",
@@ -40,7 +49,9 @@ _FIX_BY_ERROR_TYPE = {
     "too_short": "add at least one item",
     "literal_error": "use one of the allowed values",
     "greater_than_equal": "use a larger value",
+    "greater_than": "use a larger value",
     "less_than_equal": "use a smaller value",
+    "float_parsing": "use a number",
 }
 
 
@@ -70,26 +81,99 @@ def _field_path(location: tuple[Any, ...]) -> str:
     # The first item of a tagged union's location is the tag value (e.g. 'files'): skip it.
     parts = list(location[1:] if location and location[0] in SOURCE_KINDS else location)
     text = ""
+    previous: Any = None
     for part in parts:
+        if isinstance(previous, str) and part in _TAGS_AFTER_FIELD.get(previous, ()):
+            previous = None
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        previous = part
     return text or "kind"
+
+
+def _fix_for(detail: Any) -> str:
+    kind = detail["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # Name the allowed values of this union's own tag (kind, auth type, paginator type).
+        ctx = detail.get("ctx", {})
+        tag = str(ctx.get("discriminator", "kind")).strip("'")
+        fields = [part for part in detail["loc"] if isinstance(part, str) and part in _TAGS_AFTER_FIELD]
+        allowed = sorted(_TAGS_AFTER_FIELD[fields[-1]]) if fields else list(SOURCE_KINDS)
+        if kind == "union_tag_invalid":
+            return f"set `{tag}` to one of: {', '.join(allowed)}"
+        return f"add `{tag}:` with one of: {', '.join(allowed)}"
+    if kind == "value_error":
+        error = detail.get("ctx", {}).get("error")
+        return error.fix if isinstance(error, ConfigValueError) else "change the value as the message says"
+    return _FIX_BY_ERROR_TYPE.get(kind, "see the field's description in docs/sources.md")
 
 
 def _problems_from_validation(file: Path, error: ValidationError) -> list[ConfigProblem]:
     problems = []
     for detail in error.errors(include_url=False):
-        message = detail["msg"]
-        if detail["type"] not in ("missing",) and "input" in detail and not isinstance(detail["input"], dict):
+        message = detail["msg"].removeprefix("Value error, ")
+        error = detail.get("ctx", {}).get("error")
+        # Never echo an input that is (or looks like) a secret.
+        hidden = isinstance(error, ConfigValueError) and error.hide_input
+        shown = detail["type"] != "missing" and "input" in detail and not hidden
+        if shown and not isinstance(detail["input"], dict):
             message += f" (got {detail['input']!r})"
-        fix = _FIX_BY_ERROR_TYPE.get(detail["type"], "see the field's description in docs/sources.md")
-        if detail["type"] == "value_error":
-            fix = "change the value as the message says"
-        problems.append(ConfigProblem(file, _field_path(tuple(detail["loc"])), message, fix))
+        problems.append(ConfigProblem(file, _field_path(tuple(detail["loc"])), message, _fix_for(detail)))
     return problems
 
 
-def parse_source_file(path: Path) -> SourceConfig:
-    """Parse and validate one source config file; raise ConfigError naming the file and field."""
+_SECRET_LOOKING = [
+    ("a bearer token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")),
+    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}")),
+    ("an API secret key", re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("an AWS access key id", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    ("a URL with a password", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")),
+]
+
+
+def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def literal_secret_problems(file: Path, document: dict[str, Any]) -> list[ConfigProblem]:
+    """Values anywhere in the file that look like credentials (tokens, keys, URLs with passwords).
+
+    Checked before the schema, on the raw YAML, so that no field (headers, args, description)
+    can carry a secret into the repository. The value is never repeated in the message.
+    """
+    problems = []
+    for path, value in _walk(document, ""):
+        if not isinstance(value, str):
+            continue
+        for what, pattern in _SECRET_LOOKING:
+            if pattern.search(value):
+                message = f"the value looks like {what}, and secrets must not be written in the file (value hidden)"
+                problems.append(ConfigProblem(file, path, message, SECRET_REFERENCE_FIX))
+                break
+    return problems
+
+
+def _overlaps(field: str, fields: set[str]) -> bool:
+    return any(field == other or other.startswith(f"{field}.") or field.startswith(f"{other}.") for other in fields)
+
+
+def parse_source_file(path: Path, *, check_references: bool = False) -> SourceConfig:
+    """Parse and validate one source config file; raise ConfigError naming the file and field.
+
+    With `check_references`, also look outside the file: that referenced Airflow connections and
+    env vars exist, that a python source's function imports, that a local folder exists. That is
+    for `cli validate`, never for DAG parsing (it may query Airflow's metadata database).
+    """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -99,14 +183,27 @@ def parse_source_file(path: Path) -> SourceConfig:
         raise ConfigError([problem]) from error
     if not isinstance(document, dict):
         problem = ConfigProblem(
-            path, "(file)", "must be a YAML mapping of fields", "start from an example in include/sources/"
+            path, "(file)", "must be a YAML mapping of fields", "start from an example in docs/sources.md"
         )
         raise ConfigError([problem])
     document.setdefault("name", path.stem)
+    problems = literal_secret_problems(path, document)
     try:
-        return SOURCE_ADAPTER.validate_python(document)
+        source = SOURCE_ADAPTER.validate_python(document)
     except ValidationError as error:
-        raise ConfigError(_problems_from_validation(path, error)) from error
+        # One report per secret: skip the schema's error on a field the secret scan already named.
+        flagged = {problem.field for problem in problems}
+        problems += [p for p in _problems_from_validation(path, error) if not _overlaps(p.field, flagged)]
+        raise ConfigError(problems) from error
+    issues = source.cross_checks()
+    if check_references:
+        from include.mallard.secrets import reference_issues
+
+        issues += reference_issues(source)
+    problems += [ConfigProblem(path, issue.field, issue.message, issue.fix) for issue in issues]
+    if problems:
+        raise ConfigError(problems)
+    return source
 
 
 def source_files(sources_dir: Path) -> list[Path]:
@@ -114,8 +211,13 @@ def source_files(sources_dir: Path) -> list[Path]:
     return sorted(p for p in sources_dir.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
 
 
-def load_sources(sources_dir: Path, *, include_disabled: bool = False) -> list[SourceConfig]:
-    """Load every source config in `sources_dir`; raise one ConfigError listing every bad file."""
+def load_sources(
+    sources_dir: Path, *, include_disabled: bool = False, check_references: bool = False
+) -> list[SourceConfig]:
+    """Load every source config in `sources_dir`; raise one ConfigError listing every bad file.
+
+    `check_references` also checks connections, env vars, modules and folders (see `parse_source_file`).
+    """
     if not sources_dir.is_dir():
         problem = ConfigProblem(sources_dir, "(folder)", "does not exist", "create it and add a source YAML file")
         raise ConfigError([problem])
@@ -124,7 +226,7 @@ def load_sources(sources_dir: Path, *, include_disabled: bool = False) -> list[S
     first_file_by_name: dict[str, Path] = {}
     for path in source_files(sources_dir):
         try:
-            source = parse_source_file(path)
+            source = parse_source_file(path, check_references=check_references)
         except ConfigError as error:
             problems.extend(error.problems)
             continue

@@ -1,0 +1,1 @@
+"""Runnable examples for source kinds that need code (`kind: python`); see docs/sources.md."""

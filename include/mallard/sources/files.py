@@ -1,0 +1,99 @@
+"""`kind: files`: CSV, JSONL and Parquet from a folder or an fsspec URL, with dlt's filesystem source.
+
+Two incremental modes, both stateless (each run starts from an empty dlt working folder):
+
+- `cursor`: every matching file is read and the rows with start <= cursor < end are merged;
+- `new_files_only`: only the files whose modification time falls in [start, end) are read. A
+  file belongs to exactly one interval, so it is loaded once; rows carry `_file_path` and a rerun
+  of the interval replaces the rows of the same files (merge on the file) instead of adding them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import dlt
+from dlt.extract import DltResource
+from dlt.sources.filesystem import FileItemDict, filesystem, read_csv_duckdb, read_jsonl, read_parquet
+from dlt.sources.filesystem.readers import _read_csv_duckdb, _read_jsonl, _read_parquet
+
+from include.mallard.config import FilesSource
+from include.mallard.config.models import FileTable, effective_disposition
+from include.mallard.interval import Interval
+from include.mallard.paths import resolve_project_path
+from include.mallard.sources.builders import apply_table_hints, interval_incremental, typed_cursor
+
+FILE_COLUMN = "_file_path"
+
+
+def bucket_url(path: str) -> str:
+    """fsspec URLs pass through; local folders are resolved against the project root."""
+    return path if "://" in path else str(resolve_project_path(path))
+
+
+def _reader(file_format: str) -> DltResource:
+    # dlt's own readers; CSV through DuckDB in memory (no pandas, no warehouse lock).
+    if file_format == "csv":
+        return read_csv_duckdb(use_pyarrow=True)
+    if file_format == "jsonl":
+        return read_jsonl()
+    return read_parquet(use_pyarrow=True)
+
+
+def _read_one(item: FileItemDict, file_format: str) -> Iterator[Any]:
+    if file_format == "csv":
+        return _read_csv_duckdb([item], use_pyarrow=True)
+    if file_format == "jsonl":
+        return _read_jsonl([item])
+    return _read_parquet([item], use_pyarrow=True)
+
+
+def _with_file_column(batch: Any, file_path: str) -> Any:
+    if isinstance(batch, list):
+        return [{**row, FILE_COLUMN: file_path} for row in batch]
+    from dlt.common.libs.pyarrow import pyarrow
+
+    return batch.append_column(FILE_COLUMN, pyarrow.array([file_path] * batch.num_rows, pyarrow.string()))
+
+
+@dlt.transformer(name="tagged_files")
+def read_tagged(items: Iterable[FileItemDict], file_format: str) -> Iterator[Any]:
+    """dlt's reader for `file_format`, one file at a time, adding the file's path to every row."""
+    for item in items:
+        for batch in _read_one(item, file_format):
+            yield _with_file_column(batch, item["relative_path"])
+
+
+def _table_resource(config: FilesSource, table: FileTable, interval: Interval) -> DltResource:
+    files = filesystem(bucket_url=bucket_url(config.path), file_glob=table.glob)
+    primary_key = table.primary_key or config.primary_key
+    write_disposition = table.write_disposition or config.write_disposition
+    if not table.new_files_only:
+        reader = (files | _reader(table.format)).with_name(table.name)
+        apply_table_hints(
+            reader,
+            interval=interval,
+            cursor=table.cursor,
+            primary_key=primary_key,
+            write_disposition=write_disposition,
+        )
+        if table.cursor and table.format == "jsonl":
+            reader.add_map(typed_cursor(table.cursor), insert_at=1)  # JSON times are text
+        return reader
+    # Pick the files by modification time, the same [start, end) bounds as a row cursor.
+    files.apply_hints(incremental=interval_incremental("modification_date", interval))
+    reader = (files | read_tagged(file_format=table.format)).with_name(table.name)
+    disposition = effective_disposition(write_disposition, None, incremental=True)
+    reader.apply_hints(
+        write_disposition=disposition,
+        primary_key=primary_key or None,
+        # delete-insert on the file: rows of a re-read file replace that file's earlier rows.
+        merge_key=FILE_COLUMN if disposition == "merge" else None,
+    )
+    return reader
+
+
+def files_resources(config: FilesSource, interval: Interval) -> list[DltResource]:
+    """One resource per table of a files source."""
+    return [_table_resource(config, table, interval) for table in config.tables]

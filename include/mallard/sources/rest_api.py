@@ -1,0 +1,170 @@
+"""`kind: rest_api`: a declarative REST API, built with dlt's `rest_api_resources`.
+
+The config maps onto dlt's RESTAPIConfig; Mallard adds secrets by reference (resolved here, at
+task run time), the run's interval as query parameters (start_param/end_param, through
+`bound_to_interval`) and retries on 429/5xx from dlt's requests client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from dlt.extract import DltResource
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
+from dlt.sources.rest_api import rest_api_resources as dlt_rest_api_resources
+
+from include.mallard.config import RestApiSource, RestResource
+from include.mallard.config.models import (
+    PLACEHOLDER,
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    CursorPaginator,
+    HeaderLinkPaginator,
+    NextLinkPaginator,
+    OffsetPaginator,
+    PageNumberPaginator,
+    RestIncremental,
+    SinglePagePaginator,
+)
+from include.mallard.interval import Interval
+from include.mallard.secrets import connection_login, resolve_secret
+from include.mallard.sources.builders import bound_to_interval, typed_cursor
+
+UTC = dt.UTC
+
+
+def _auth(config: RestApiSource) -> AuthConfigBase | None:
+    auth = config.auth
+    if isinstance(auth, BearerAuth):
+        return BearerTokenAuth(token=resolve_secret(auth.token))
+    if isinstance(auth, ApiKeyAuth):
+        return APIKeyAuth(name=auth.name, api_key=resolve_secret(auth.api_key), location=auth.location)
+    if isinstance(auth, BasicAuth):
+        username = auth.username or connection_login(auth.password)
+        if not username:
+            raise ValueError("basic auth needs `username`, or `password: {connection: ID}` with a login")
+        return HttpBasicAuth(username=username, password=resolve_secret(auth.password))
+    return None
+
+
+def paginator_config(paginator: Any) -> dict[str, Any] | None:
+    """dlt's paginator config for one of Mallard's paginator models."""
+    if paginator is None:
+        return None
+    if isinstance(paginator, PageNumberPaginator):
+        return {
+            "type": "page_number",
+            "page_param": paginator.page_param,
+            "base_page": paginator.base_page,
+            "total_path": paginator.total_path,
+            "maximum_page": paginator.maximum_page,
+            "stop_after_empty_page": True,
+        }
+    if isinstance(paginator, OffsetPaginator):
+        return {
+            "type": "offset",
+            "limit": paginator.limit,
+            "offset_param": paginator.offset_param,
+            "limit_param": paginator.limit_param,
+            "total_path": paginator.total_path,
+            "maximum_offset": paginator.maximum_offset,
+            "stop_after_empty_page": True,
+        }
+    if isinstance(paginator, CursorPaginator):
+        return {"type": "cursor", "cursor_path": paginator.cursor_path, "cursor_param": paginator.cursor_param}
+    if isinstance(paginator, NextLinkPaginator):
+        return {"type": "json_link", "next_url_path": paginator.next_url_path}
+    if isinstance(paginator, HeaderLinkPaginator):
+        return {"type": "header_link"}
+    assert isinstance(paginator, SinglePagePaginator)
+    return {"type": "single_page"}
+
+
+def bound_formatter(param_format: str) -> Callable[[Any], Any]:
+    """How an interval bound is written into a query parameter."""
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, dt.datetime):
+            return value
+        moment = value.astimezone(UTC)
+        if param_format == "iso":
+            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if param_format == "date":
+            return moment.date().isoformat()
+        if param_format == "unix":
+            return int(moment.timestamp())
+        return moment.strftime(param_format)
+
+    return convert
+
+
+def _incremental_config(incremental: RestIncremental) -> dict[str, Any]:
+    config: dict[str, Any] = {"cursor_path": incremental.cursor, "convert": bound_formatter(incremental.param_format)}
+    if incremental.start_param:
+        config["start_param"] = incremental.start_param
+    if incremental.end_param:
+        config["end_param"] = incremental.end_param
+    return config
+
+
+def _resource_config(resource: RestResource, default_key: list[str]) -> dict[str, Any]:
+    path = resource.endpoint_path
+    if resource.parent:
+        # {field} of the parent record, in dlt's placeholder syntax.
+        path = PLACEHOLDER.sub(lambda match: "{resources." + resource.parent + "." + match[1] + "}", path)
+    endpoint: dict[str, Any] = {"path": path, "method": resource.method, "params": dict(resource.params)}
+    if resource.data_selector:
+        endpoint["data_selector"] = resource.data_selector
+    if resource.paginator is not None:
+        endpoint["paginator"] = paginator_config(resource.paginator)
+    if resource.incremental is not None:
+        endpoint["incremental"] = _incremental_config(resource.incremental)
+    config: dict[str, Any] = {"name": resource.name, "endpoint": endpoint}
+    primary_key = resource.primary_key or default_key
+    if primary_key:
+        config["primary_key"] = primary_key
+    if resource.include_from_parent:
+        config["include_from_parent"] = resource.include_from_parent
+    return config
+
+
+def rest_api_resources(config: RestApiSource, interval: Interval) -> list[DltResource]:
+    """One dlt resource per configured endpoint, bound to `interval` where incremental."""
+    client: dict[str, Any] = {
+        "base_url": config.base_url,
+        "headers": dict(config.headers),
+        # dlt's requests client retries 429 and 5xx with exponential backoff (honouring Retry-After).
+        "session": Client(
+            raise_for_status=False,
+            request_timeout=config.request_timeout,
+            request_max_attempts=config.request_attempts,
+        ).session,
+    }
+    if (auth := _auth(config)) is not None:
+        client["auth"] = auth
+    if (paginator := paginator_config(config.paginator)) is not None:
+        client["paginator"] = paginator
+    built = dlt_rest_api_resources(
+        {"client": client, "resources": [_resource_config(r, config.primary_key) for r in config.resources]}
+    )
+    by_name = {resource.name: resource for resource in built}
+    resources = []
+    for resource in config.resources:
+        dlt_resource = by_name[resource.name]
+        incremental = resource.incremental is not None
+        disposition = resource.write_disposition or config.write_disposition or ("merge" if incremental else "replace")
+        primary_key = resource.primary_key or config.primary_key
+        if resource.incremental is not None:
+            bound_to_interval(
+                dlt_resource, resource.incremental.cursor, primary_key, interval, write_disposition=disposition
+            )
+            # Typed cursor values before the interval filter compares them with the bounds.
+            dlt_resource.add_map(typed_cursor(resource.incremental.cursor), insert_at=1)
+        else:
+            dlt_resource.apply_hints(write_disposition=disposition, primary_key=primary_key or None)
+        resources.append(dlt_resource)
+    return resources
