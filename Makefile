@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 DEMO_DATE ?= 2024-01-08
 DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
 
-.PHONY: install manifest demo test lint validate clean
+.PHONY: install manifest demo stack test lint validate clean
 
 # Install everything into .venv (re-runs only when the requirements change).
 install: $(VENV)/.installed
@@ -27,6 +27,12 @@ demo: manifest
 	$(ENV) $(VENV)/bin/airflow dags test mallard_elt $(DEMO_DATE) --conf '$(DEMO_CONF)' > .airflow/demo-run.log 2>&1 \
 		|| { tail -50 .airflow/demo-run.log; echo "The demo run failed; full log: .airflow/demo-run.log"; exit 1; }
 	$(ENV) $(PY) -m include.mallard.cli marts
+
+# The local Airflow stack (the non-Docker twin of `astro dev start`): api-server, scheduler,
+# dag-processor and triggerer on http://127.0.0.1:$(PORT), login admin/admin. Ctrl-C stops it.
+PORT ?= 8080
+stack: manifest
+	$(PY) scripts/airflow_stack.py start --port $(PORT)
 
 # The test suite (what CI runs).
 test: manifest
