@@ -1,0 +1,251 @@
+"""One real run of `mallard_elt` on the local stack: api-server, scheduler, dag-processor, triggerer.
+
+This is what `airflow dags test` cannot show: every task is its own process under LocalExecutor,
+so the DuckDB writers really compete, the `mallard_duckdb` pool really has to serialise them, and
+the per-task process cost is real. The stack (scripts/airflow_stack.py) runs on a temporary
+AIRFLOW_HOME, warehouse and dlt work folder, with the api-server on a free loopback port and no
+listener beyond loopback; every process is stopped afterwards, also when the test fails.
+
+    source scripts/env.sh && .venv/bin/python -m pytest tests/e2e/test_real_scheduler.py -x -s
+
+Takes a few minutes on 2 cores; the timings are printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
+from scripts.airflow_stack import AirflowStack, StackConfig, free_port, running_stack, stack_processes
+from tests.e2e.airflow_api import RUN_TIMEOUT, Api, wait_for_dag, wait_for_run
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "mallard_elt"
+LOGICAL_DATE = "2024-01-08T00:00:00Z"
+RUN_CONF = {"start": "2024-01-01", "end": "2024-01-08"}
+DAYS_IN_RUN = 7
+LOCK_RETRY_TEXT = "locked by another process"  # retry_on_lock's warning: a lock was met and waited out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    root = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        airflow_home=root / "airflow",
+        port=free_port(),
+        extra_env={
+            "MALLARD_WAREHOUSE_PATH": str(root / "warehouse" / "mallard.duckdb"),
+            "MALLARD_WORK_DIR": str(root / "work"),
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            # Unpausing a catchup=False DAG queues a run for the latest interval at once, which
+            # would load today's data into the same warehouse. With the job schedule off, the
+            # scheduler runs only what is triggered; everything else is the real scheduler.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        },
+    )
+    with running_stack(config) as running:
+        roots = [component.info.pid for component in running.components]
+        yield running
+    assert stack_processes(roots) == {}, "processes of the stack are still running"
+
+
+@dataclass
+class TaskSpan:
+    task_id: str
+    state: str
+    pool: str
+    try_number: int
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def source(self) -> str | None:
+        group = self.task_id.split(".")[0]
+        return group.removeprefix("ingest_") if group.startswith("ingest_") else None
+
+    def overlaps(self, other: TaskSpan) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+def _spans(task_instances: list[dict[str, Any]]) -> list[TaskSpan]:
+    return [
+        TaskSpan(
+            ti["task_id"],
+            ti["state"],
+            ti["pool"],
+            ti["try_number"],
+            dt.datetime.fromisoformat(ti["start_date"]),
+            dt.datetime.fromisoformat(ti["end_date"]),
+        )
+        for ti in task_instances
+        if ti["start_date"] and ti["end_date"]
+    ]
+
+
+def task_logs(airflow_home: Path) -> list[Path]:
+    return [path for path in (airflow_home / "logs").rglob("*") if path.is_file()]
+
+
+def _failure_report(airflow_home: Path, spans: list[TaskSpan]) -> str:
+    lines = []
+    for span in spans:
+        if span.state != "success":
+            lines.append(f"{span.task_id}: {span.state}")
+            for log in sorted(airflow_home.glob(f"logs/dag_id={DAG_ID}/*/task_id={span.task_id}/*.log")):
+                lines += log.read_text(errors="replace").splitlines()[-15:]
+    return "\n".join(lines)
+
+
+def print_timeline(spans: list[TaskSpan], run_start: dt.datetime) -> None:
+    print("  start    secs  try  pool            task")
+    for span in sorted(spans, key=lambda s: s.start):
+        offset, seconds = (span.start - run_start).total_seconds(), (span.end - span.start).total_seconds()
+        print(f"  {offset:6.1f}  {seconds:5.1f}  {span.try_number:>3}  {span.pool:<14}  {span.task_id}")
+
+
+def test_mallard_elt_runs_on_the_real_scheduler(stack: AirflowStack):
+    home = stack.home
+    api = Api(stack)
+    dag = wait_for_dag(api, DAG_ID)
+    assert dag["is_paused"], "the DAG should start paused (dags_are_paused_at_creation)"
+
+    # Trigger while paused (the run waits in `queued`), then unpause: the run starts.
+    run = api.call("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": LOGICAL_DATE, "conf": RUN_CONF})
+    run_id = run["dag_run_id"]
+    triggered = time.monotonic()
+    api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    print(f"\ntriggered {run_id} ({RUN_CONF}); waiting for it")
+    run = wait_for_run(api, DAG_ID, run_id)
+    waited = time.monotonic() - triggered
+
+    spans = _spans(api.all_items(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", "task_instances"))
+    run_start, run_end = dt.datetime.fromisoformat(run["start_date"]), dt.datetime.fromisoformat(run["end_date"])
+    print(f"\nrun {run['state']}: {(run_end - run_start).total_seconds():.0f} s (trigger to end {waited:.0f} s)")
+    print_timeline(spans, run_start)
+
+    assert run["state"] == "success", _failure_report(home, spans)
+    assert spans and all(span.state == "success" for span in spans), _failure_report(home, spans)
+    runs = api.call("GET", f"/dags/{DAG_ID}/dagRuns")
+    assert [r["dag_run_id"] for r in runs["dag_runs"]] == [run_id], "an unexpected run was created"
+    retried = [span.task_id for span in spans if span.try_number > 1]
+    print(f"tasks: {len(spans)}, retried: {retried or 'none'}")
+
+    # The pool is what keeps DuckDB writers apart: none of its tasks may have overlapped another.
+    pooled = [span for span in spans if span.pool == WAREHOUSE_POOL]
+    clashes = [(a.task_id, b.task_id) for a, b in itertools.combinations(pooled, 2) if a.overlaps(b)]
+    assert not clashes, f"tasks of pool {WAREHOUSE_POOL} overlapped: {clashes}"
+
+    # Ingestion of different sources in parallel is the point of splitting extract from load.
+    ingest = [span for span in spans if span.source]
+    pairs = {
+        tuple(sorted((a.source, b.source)))
+        for a, b in itertools.combinations(ingest, 2)
+        if a.source != b.source and a.overlaps(b)
+    }
+    extracts = [span for span in ingest if span.task_id.endswith(".extract")]
+    extract_pairs = [(a.source, b.source) for a, b in itertools.combinations(extracts, 2) if a.overlaps(b)]
+    print(f"ingestion of different sources overlapped: {'yes ' + str(sorted(pairs)) if pairs else 'no'}")
+    print(f"extract tasks overlapped: {'yes ' + str(extract_pairs) if extract_pairs else 'no'}")
+
+    logs = task_logs(home)
+    assert logs, f"no task logs under {home / 'logs'}"
+    lock_errors = {str(p): p.read_text(errors="replace").count(LOCK_ERROR_TEXT) for p in logs}
+    lock_waits = {str(p): p.read_text(errors="replace").count(LOCK_RETRY_TEXT) for p in logs}
+    print(f"log files scanned: {len(logs)}; '{LOCK_ERROR_TEXT}': {sum(lock_errors.values())}")
+    assert sum(lock_errors.values()) == 0, {p: n for p, n in lock_errors.items() if n}
+    assert sum(lock_waits.values()) == 0, {p: n for p, n in lock_waits.items() if n}
+
+    stack.check_loopback_only()  # still nothing beyond loopback, now that tasks have run
+
+    warehouse = Path(stack.env["MALLARD_WAREHOUSE_PATH"])
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        counts = {
+            table: connection.execute(f"select count(*) from marts.{table}").fetchone()[0]
+            for table in ("orders", "customers", "daily_activity")
+        }
+    print(f"marts: {counts}")
+    assert all(counts.values()), counts
+    assert counts["daily_activity"] == DAYS_IN_RUN
+
+
+BACKFILL_FROM, BACKFILL_TO = "2024-02-01T00:00:00Z", "2024-02-05T00:00:00Z"
+
+
+def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack):
+    """`POST /backfills` over 5 days (default max_active_runs 10): every run loads its own day, no lock fails."""
+    from include.mallard.config import get_source
+    from include.mallard.paths import SOURCES_DIR
+    from include.mallard.sources import synthetic
+
+    api = Api(stack)
+    wait_for_dag(api, DAG_ID)
+    api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    started = time.monotonic()
+    backfill = api.call(
+        "POST", "/backfills", json={"dag_id": DAG_ID, "from_date": BACKFILL_FROM, "to_date": BACKFILL_TO}
+    )
+    runs: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 3 * RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        runs = [
+            r
+            for r in api.all_items(f"/dags/{DAG_ID}/dagRuns", "dag_runs")
+            if r["run_type"] == "backfill" and r.get("backfill_id") in (None, backfill["id"])
+        ]
+        if len(runs) == 5 and all(r["state"] in ("success", "failed") for r in runs):
+            break
+        time.sleep(5)
+    took = time.monotonic() - started
+    assert len(runs) == 5, f"expected 5 backfill runs, got {[(r['dag_run_id'], r['state']) for r in runs]}"
+    durations = [
+        (dt.datetime.fromisoformat(r["end_date"]) - dt.datetime.fromisoformat(r["start_date"])).total_seconds()
+        for r in runs
+    ]
+    print(f"\n5-day backfill: {took:.0f} s wall; per run {', '.join(f'{d:.0f}' for d in durations)} s")
+    for run in runs:
+        if run["state"] != "success":
+            path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
+            report = _failure_report(stack.home, _spans(api.all_items(path, "task_instances")))
+            raise AssertionError(f"backfill run {run['dag_run_id']} {run['state']}:\n{report}")
+
+    # Each run's data interval is one day; together they cover 5 consecutive days, each once.
+    intervals = sorted(
+        (dt.datetime.fromisoformat(r["data_interval_start"]), dt.datetime.fromisoformat(r["data_interval_end"]))
+        for r in runs
+    )
+    assert all(end - start == dt.timedelta(days=1) for start, end in intervals), intervals
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(intervals)), intervals
+    first, last = intervals[0][0], intervals[-1][1]
+
+    shop = get_source(SOURCES_DIR, "shop")
+    orders, payments = synthetic.interval_rows(shop, first, last)
+    by_day = Counter(o["ordered_at"].date() for o in orders)
+    warehouse = Path(stack.env["MALLARD_WAREHOUSE_PATH"])
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+
+        def count(sql: str) -> int:
+            return connection.execute(sql, [first, last]).fetchone()[0]
+
+        assert count("select count(*) from raw_shop.orders where ordered_at >= ? and ordered_at < ?") == len(orders)
+        assert count("select count(*) from raw_shop.payments where paid_at >= ? and paid_at < ?") == len(payments)
+        assert count("select count(*) from marts.orders where ordered_at >= ? and ordered_at < ?") == len(orders)
+        mart_days = connection.execute(
+            "select activity_date, order_count from marts.daily_activity "
+            "where activity_date >= cast(? as date) and activity_date < cast(? as date) order by 1",
+            [first, last],
+        ).fetchall()
+    assert dict(mart_days) == dict(by_day)
+
+    logs = task_logs(stack.home)
+    assert sum(p.read_text(errors="replace").count(LOCK_ERROR_TEXT) for p in logs) == 0
