@@ -10,14 +10,43 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from scripts.airflow_stack import AirflowStack
+from scripts.airflow_stack import AirflowStack, StackConfig, free_port, running_stack, stack_processes
 
 PARSE_TIMEOUT = 180.0
 RUN_TIMEOUT = 15 * 60.0
+
+
+@contextmanager
+def isolated_stack(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[AirflowStack]:
+    """A stack on a temporary home, warehouse and work folder under `root`, on a free loopback port.
+
+    Every process it started is gone afterwards (checked), also when the test fails.
+    """
+    config = StackConfig(
+        airflow_home=root / "airflow",
+        port=free_port(),
+        extra_env={
+            "MALLARD_WAREHOUSE_PATH": str(root / "warehouse" / "mallard.duckdb"),
+            "MALLARD_WORK_DIR": str(root / "work"),
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            # Unpausing a catchup=False DAG queues a run for the latest interval at once, which
+            # would load today's data into the same warehouse. With the job schedule off, the
+            # scheduler runs only what is triggered; everything else is the real scheduler.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            **(extra_env or {}),
+        },
+    )
+    with running_stack(config) as running:
+        roots = [component.info.pid for component in running.components]
+        yield running
+    assert stack_processes(roots) == {}, "processes of the stack are still running"
 
 
 class Api:

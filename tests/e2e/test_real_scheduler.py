@@ -26,8 +26,8 @@ import duckdb
 import pytest
 
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
-from scripts.airflow_stack import AirflowStack, StackConfig, free_port, running_stack, stack_processes
-from tests.e2e.airflow_api import RUN_TIMEOUT, Api, wait_for_dag, wait_for_run
+from scripts.airflow_stack import AirflowStack
+from tests.e2e.airflow_api import RUN_TIMEOUT, Api, isolated_stack, wait_for_dag, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -40,24 +40,8 @@ LOCK_RETRY_TEXT = "locked by another process"  # retry_on_lock's warning: a lock
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("stack")
-    config = StackConfig(
-        airflow_home=root / "airflow",
-        port=free_port(),
-        extra_env={
-            "MALLARD_WAREHOUSE_PATH": str(root / "warehouse" / "mallard.duckdb"),
-            "MALLARD_WORK_DIR": str(root / "work"),
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            # Unpausing a catchup=False DAG queues a run for the latest interval at once, which
-            # would load today's data into the same warehouse. With the job schedule off, the
-            # scheduler runs only what is triggered; everything else is the real scheduler.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        },
-    )
-    with running_stack(config) as running:
-        roots = [component.info.pid for component in running.components]
+    with isolated_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
-    assert stack_processes(roots) == {}, "processes of the stack are still running"
 
 
 @dataclass

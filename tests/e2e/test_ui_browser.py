@@ -32,8 +32,8 @@ import pytest
 
 from include.mallard.config import load_sources
 from include.mallard.paths import SOURCES_DIR
-from scripts.airflow_stack import AirflowStack, StackConfig, free_port, running_stack, stack_processes
-from tests.e2e.airflow_api import Api, failed_tasks, trigger_paused_run, wait_for_dag, wait_for_run
+from scripts.airflow_stack import AirflowStack
+from tests.e2e.airflow_api import Api, failed_tasks, isolated_stack, trigger_paused_run, wait_for_dag, wait_for_run
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response, WebError
@@ -110,28 +110,16 @@ def stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     # Depends on `browser` so that a missing browser skips before minutes go into the stack.
     root = tmp_path_factory.mktemp("stack")
     docs_dir = root / "dbt_docs"
-    config = StackConfig(
-        airflow_home=root / "airflow",
-        port=free_port(),
-        extra_env={
-            "MALLARD_WAREHOUSE_PATH": str(root / "warehouse" / "mallard.duckdb"),
-            "MALLARD_WORK_DIR": str(root / "work"),
-            # The dbt_docs task writes here, and Cosmos's view serves from here (env.sh derives the
-            # second from the first only when sourced; extra_env is applied after it, so set both).
-            "MALLARD_DBT_DOCS_DIR": str(docs_dir),
-            "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": json.dumps(
-                {DOCS_SLUG: {"dir": str(docs_dir), "index": "index.html", "name": DOCS_MENU_ITEM}}
-            ),
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            # Unpausing a catchup=False DAG would also queue a run for the latest interval; with
-            # the job schedule off, the scheduler runs only the triggered run.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        },
-    )
-    with running_stack(config) as running:
-        roots = [component.info.pid for component in running.components]
+    extra_env = {
+        # The dbt_docs task writes here, and Cosmos's view serves from here (env.sh derives the
+        # second from the first only when sourced; extra_env is applied after it, so set both).
+        "MALLARD_DBT_DOCS_DIR": str(docs_dir),
+        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": json.dumps(
+            {DOCS_SLUG: {"dir": str(docs_dir), "index": "index.html", "name": DOCS_MENU_ITEM}}
+        ),
+    }
+    with isolated_stack(root, extra_env) as running:
         yield running
-    assert stack_processes(roots) == {}, "processes of the stack are still running"
 
 
 class PageProblems:
