@@ -424,3 +424,47 @@ def test_schema_contract_compares_with_the_previous_run(runner, tmp_path, contra
     else:
         runner.run(source, day(2), day(3))
         assert runner.query("select id, color from raw_feed.items order by id") == [(1, None), (2, "red"), (3, None)]
+
+
+# --- full refresh is atomic ---------------------------------------------------------------------
+
+STORES_SOURCE = """
+kind: files
+path: {path}
+tables:
+  - name: stores                 # no cursor: replaced in full every run
+    glob: "*.csv"
+    primary_key: store_id
+"""
+
+
+def _load_package_files(work_dir: Path, table: str) -> list[Path]:
+    """The normalized files of `table` that `ingest.load` is about to copy into DuckDB."""
+    return sorted(p for p in work_dir.rglob(f"normalized/*/new_jobs/{table}.*") if p.is_file())
+
+
+def test_a_failed_full_refresh_leaves_the_previous_table_readable(runner, tmp_path):
+    data = tmp_path / "stores"
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n2,Oslo\n3,Porto\n", day(1))
+    source = runner.source("master", STORES_SOURCE.format(path=data))
+    runner.run(source, day(1), day(2))
+    before = runner.query("select store_id, city from raw_master.stores order by store_id")
+    assert before == [(1, "Lyon"), (2, "Oslo"), (3, "Porto")]
+
+    # The next run extracts a new version, but its load package is damaged before the load:
+    # the load must fail, and the previous table must still be there, whole and readable.
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n2,Oslo\n3,Porto\n4,Riga\n5,Turku\n", day(2))
+    work_dir = ingest.run_work_dir("test_source_kinds", "damaged", source.name)
+    ingest.extract(source, Interval(day(2), day(3)), work_dir)
+    package = _load_package_files(work_dir, "stores")
+    assert package, f"no load package file for stores under {work_dir}"
+    for job_file in package:
+        job_file.write_bytes(b"\x00 not what dlt wrote \xff" * 10)
+    with pytest.raises(Exception) as failure:
+        ingest.load(source, work_dir)
+    assert "stores" in str(failure.value)
+    assert runner.query("select store_id, city from raw_master.stores order by store_id") == before
+
+    # A clean rerun of the interval replaces the table in full.
+    runner.run(source, day(2), day(3))
+    assert runner.query("select store_id from raw_master.stores order by store_id") == [(i,) for i in range(1, 6)]

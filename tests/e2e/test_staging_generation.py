@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import dlt
 import pytest
-from dbt.adapters.duckdb.environments import Environment
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.cli.main import dbtRunner
 
 from include.mallard import ingest
@@ -79,8 +78,11 @@ def _dbt(project: Path, *args: str):
     result = dbtRunner().invoke([*args, "--project-dir", str(project), "--profiles-dir", str(project)])
     # dbt-duckdb leaves its DuckDB instance open after an in-process run, and DuckDB refuses a
     # read-only open of that file in the same process. Close it, as the end of a task process would.
-    for environment in [o for o in gc.get_objects() if isinstance(o, Environment)]:
+    # (Not by scanning gc.get_objects(): isinstance() on Airflow's lazy module proxies imports them.)
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
         environment.close()
+        DuckDBConnectionManager.close_all_connections()
     return result
 
 
