@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dlt
+import duckdb
 from dlt.extract import DltResource
-from dlt.sources.filesystem import FileItemDict, filesystem, read_csv_duckdb, read_jsonl, read_parquet
-from dlt.sources.filesystem.readers import _read_csv_duckdb, _read_jsonl, _read_parquet
+from dlt.sources.filesystem import FileItemDict, filesystem, read_jsonl, read_parquet
+from dlt.sources.filesystem.readers import _read_jsonl, _read_parquet
 
 from include.mallard.config import FilesSource
 from include.mallard.config.models import FileTable, effective_disposition
@@ -25,6 +26,9 @@ from include.mallard.paths import resolve_project_path
 from include.mallard.sources.builders import apply_table_hints, interval_incremental, typed_cursor
 
 FILE_COLUMN = "_file_path"
+# Rows per Arrow batch handed to dlt. With dlt's 5,000, per-batch overhead made large files ~10%
+# slower (docs/benchmarks.md); 100,000 rows of ten columns are about 10 MB.
+CSV_BATCH_ROWS = 100_000
 
 
 def bucket_url(path: str) -> str:
@@ -32,10 +36,40 @@ def bucket_url(path: str) -> str:
     return path if "://" in path else str(resolve_project_path(path))
 
 
+def _is_local_file(item: FileItemDict) -> bool:
+    protocol = item.fsspec.protocol if item.fsspec is not None else ()
+    return "file_content" not in item and "file" in protocol
+
+
+def csv_batches(item: FileItemDict) -> Iterator[Any]:
+    """The rows of one CSV file as Arrow record batches, typed by DuckDB's CSV sniffer.
+
+    DuckDB runs in memory, so no warehouse lock is taken. A local file is read by path, with
+    DuckDB's own file reader: through a Python file object (as dlt's `read_csv_duckdb` does) the
+    same read was slower and needed more memory (docs/benchmarks.md). Remote files
+    (fsspec URLs) still go through the file object.
+    """
+    # One connection per file: the extractor may interleave readers, and a connection holds
+    # a single pending result.
+    with duckdb.connect() as connection:
+        if _is_local_file(item):
+            yield from connection.read_csv(item.local_file_path).to_arrow_reader(CSV_BATCH_ROWS)
+            return
+        with item.open() as file:
+            yield from connection.read_csv(file).to_arrow_reader(CSV_BATCH_ROWS)
+
+
+@dlt.transformer(name="read_csv")
+def read_csv(items: Iterable[FileItemDict]) -> Iterator[Any]:
+    """Every row of the CSV files in `items` (see `csv_batches`)."""
+    for item in items:
+        yield from csv_batches(item)
+
+
 def _reader(file_format: str) -> DltResource:
-    # dlt's own readers; CSV through DuckDB in memory (no pandas, no warehouse lock).
+    # dlt's own readers for JSONL and Parquet, ours for CSV (faster on large files, same types).
     if file_format == "csv":
-        return read_csv_duckdb(use_pyarrow=True)
+        return read_csv()
     if file_format == "jsonl":
         return read_jsonl()
     return read_parquet(use_pyarrow=True)
@@ -43,7 +77,7 @@ def _reader(file_format: str) -> DltResource:
 
 def _read_one(item: FileItemDict, file_format: str) -> Iterator[Any]:
     if file_format == "csv":
-        return _read_csv_duckdb([item], use_pyarrow=True)
+        return csv_batches(item)
     if file_format == "jsonl":
         return _read_jsonl([item])
     return _read_parquet([item], use_pyarrow=True)
