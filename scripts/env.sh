@@ -13,6 +13,9 @@ export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
 export DO_NOT_TRACK=1
 export RUNTIME__DLTHUB_TELEMETRY=false
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false
+# dlt's Airflow Variables provider looks up every config key it resolves as a Variable (~800 per
+# extract); Mallard passes credentials itself (include/mallard/secrets.py), so it is off.
+export PROVIDERS__ENABLE_AIRFLOW_SECRETS=false
 # Cosmos's dbt docs view (Browse > Mallard dbt docs) serves what the DAG's dbt_docs task writes.
 export MALLARD_DBT_DOCS_DIR="${MALLARD_DBT_DOCS_DIR:-$MALLARD_ROOT/include/dbt/target/docs}"
 export AIRFLOW__COSMOS__DBT_DOCS_PROJECTS="{\"mallard\": {\"dir\": \"$MALLARD_DBT_DOCS_DIR\", \"index\": \"index.html\", \"name\": \"Mallard dbt docs\"}}"

@@ -9,12 +9,14 @@ at task run time, never when the DAG file is parsed.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from include.mallard.config import SourceConfig
 from include.mallard.interval import Interval
@@ -25,11 +27,21 @@ from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
 
 log = logging.getLogger(__name__)
 
+MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
+# DuckDB's buffer pool defaults to 80% of RAM and keeps the blocks a load writes, so a load task's
+# memory grew with the table (588 MB at 5M rows); capped, it stays flat (docs/benchmarks.md).
+DEFAULT_MEMORY_LIMIT = "256MB"
+
 
 def run_work_dir(dag_id: str, run_id: str, source_name: str) -> Path:
     """The dlt working folder of one source in one DAG run."""
     safe_run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
     return work_root() / "dlt" / dag_id / safe_run_id / source_name
+
+
+def duckdb_memory_limit() -> str:
+    """The warehouse connection's DuckDB `memory_limit` while loading (env MALLARD_DUCKDB_MEMORY_LIMIT)."""
+    return os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
 
 
 def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt.Pipeline:
@@ -38,7 +50,10 @@ def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt
         pipelines_dir=str(work_dir),
         # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
         # failed load leaves the previous table readable.
-        destination=dlt.destinations.duckdb(str(warehouse_path), replace_strategy="insert-from-staging"),
+        destination=dlt.destinations.duckdb(
+            DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": duckdb_memory_limit()}),
+            replace_strategy="insert-from-staging",
+        ),
         dataset_name=source.dataset_name,
     )
     # The run's folder starts empty: never read state from the warehouse while extracting, as

@@ -81,3 +81,13 @@ def test_dockerfile_builds_the_manifest_and_sets_the_import_path():
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert "include.mallard.cli manifest" in dockerfile
     assert "PYTHONPATH=/usr/local/airflow" in dockerfile
+
+
+def test_the_image_sets_the_same_fixed_environment_as_the_local_stack():
+    """A setting of scripts/env.sh that is not a local path must reach the Astro image as well."""
+    local = dict(re.findall(r"^export (\w+)=([^$\n]+)$", (PROJECT_ROOT / "scripts" / "env.sh").read_text(), re.M))
+    fixed = {name: value for name, value in local.items() if not name.startswith("AIRFLOW__CORE__")}
+    assert "PROVIDERS__ENABLE_AIRFLOW_SECRETS" in fixed
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    missing = [f"{name}={value}" for name, value in fixed.items() if f"{name}={value}" not in dockerfile]
+    assert not missing, f"set these in the Dockerfile's ENV too: {missing}"

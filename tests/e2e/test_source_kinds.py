@@ -468,3 +468,19 @@ def test_a_failed_full_refresh_leaves_the_previous_table_readable(runner, tmp_pa
     # A clean rerun of the interval replaces the table in full.
     runner.run(source, day(2), day(3))
     assert runner.query("select store_id from raw_master.stores order by store_id") == [(i,) for i in range(1, 6)]
+
+
+@pytest.mark.parametrize(("setting", "shown"), [(None, "244.1 MiB"), ("96MiB", "96.0 MiB")])
+def test_loads_cap_duckdb_memory(runner, tmp_path, monkeypatch, setting, shown):
+    """The load's DuckDB connection runs with Mallard's memory_limit, or the one set in the env."""
+    if setting:
+        monkeypatch.setenv(ingest.MEMORY_LIMIT_ENV, setting)
+    data = tmp_path / "stores"
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n", day(1))
+    source = runner.source("master", STORES_SOURCE.format(path=data))
+    runner.run(source, day(1), day(2))
+    pipeline = ingest._pipeline(source, tmp_path / "probe", runner.warehouse)
+    with pipeline.sql_client() as client:
+        [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
+    assert limit == shown
+    assert runner.query("select city from raw_master.stores") == [("Lyon",)]

@@ -1,0 +1,1 @@
+"""Benchmark scripts (not tests): each prints Mallard against a same-run baseline. See docs/benchmarks.md."""

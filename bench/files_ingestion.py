@@ -1,0 +1,240 @@
+"""A large CSV file, DuckDB's native load of it, and Mallard's real `files` ingestion of it.
+
+Used by bench/ingest.py (throughput) and bench/memory.py (peak RSS). Every measurement runs in
+a child process of its own (`run_child`), so each starts from the same state, like an Airflow
+task does, and its peak RSS is its own (`os.wait4`).
+
+Mallard's ingestion goes through the same path as an Airflow task: a source YAML parsed and
+validated by `parse_source_file`, then `include.mallard.ingest.extract` and `load` into a DuckDB
+file. The warehouse and dlt's working folders live in a folder of the benchmark's own (through
+MALLARD_WAREHOUSE_PATH and MALLARD_WORK_DIR), never in the project's `warehouse/` or `.mallard/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import PROJECT_ROOT, prepare_environment, stopwatch
+
+TABLE_NAME = "events"
+SOURCE_NAME = "bench_files"
+RESULT_MARKER = "BENCH_RESULT "
+# A mix of the types a real export has: integers, decimals, text, booleans, dates, timestamps.
+CSV_COLUMNS_SQL = """
+    i AS event_id,
+    (i * 7919) % 100000 AS customer_id,
+    round(((i * 104729) % 1000000) / 100.0, 2) AS amount,
+    ['new', 'paid', 'shipped', 'returned'][1 + i % 4] AS status,
+    i % 3 = 0 AS is_priority,
+    DATE '2024-01-01' + CAST(i % 365 AS INTEGER) AS event_date,
+    TIMESTAMP '2024-01-01 00:00:00' + to_seconds(i % 31536000) AS created_at,
+    'customer-' || ((i * 7919) % 100000) AS customer_ref
+"""
+CSV_COLUMNS = 8
+
+# How the CSV reader of include/mallard/sources/files.py can be swapped inside a child process,
+# to measure what each change to it bought (bench/ingest.py --compare-readers).
+READER_VARIANTS = {
+    "current": "include/mallard/sources/files.py as it is",
+    "dlt_reader": "before: dlt's read_csv_duckdb(use_pyarrow=True): 5,000-row batches, file read via a Python object",
+    "file_object": "current reader, but the file read through a Python file object (as dlt's reader does)",
+    "small_batches": "current reader, but 5,000-row batches as dlt's reader used",
+}
+
+
+def source_yaml(csv_dir: Path, write_disposition: str | None) -> str:
+    """A `files` source config reading every CSV in `csv_dir` into one table."""
+    text = f"kind: files\ndescription: Benchmark CSV export.\npath: {csv_dir}\ntables:\n"
+    text += f"  - name: {TABLE_NAME}\n    glob: '*.csv'\n    format: csv\n"
+    if write_disposition:
+        text += f"    write_disposition: {write_disposition}\n"
+    return text
+
+
+def csv_for(data_dir: Path, rows: int) -> Path:
+    """The benchmark CSV of `rows` rows, alone in a folder of its own (a files source reads every *.csv there)."""
+    return write_csv(data_dir / f"{rows}_rows" / "events.csv", rows)
+
+
+def write_csv(path: Path, rows: int) -> Path:
+    """Write a CSV of `rows` rows plus a header with DuckDB; reuse the file if it already has that many."""
+    import duckdb
+
+    marker = path.with_suffix(".rows")
+    if path.exists() and marker.exists() and marker.read_text() == str(rows):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as connection:
+        connection.execute(f"COPY (SELECT {CSV_COLUMNS_SQL} FROM range({rows}) AS r(i)) TO '{path}' (HEADER)")
+    marker.write_text(str(rows))
+    return path
+
+
+def duckdb_native_load(csv_path: Path, database: Path) -> dict[str, Any]:
+    """The baseline: DuckDB's own `CREATE TABLE t AS SELECT * FROM read_csv(...)` into a new file."""
+    import duckdb
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    database.unlink(missing_ok=True)
+    # Closing the connection (DuckDB's checkpoint to disk) is inside the timing, as in Mallard's load.
+    with stopwatch() as elapsed, duckdb.connect(str(database)) as connection:
+        connection.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv_path}')")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute("SELECT count(*) FROM t").fetchone()[0]
+    return {"rows": rows, "seconds": round(elapsed(), 3)}
+
+
+def use_reader_variant(variant: str) -> None:
+    """Swap the CSV reader of Mallard's files source for one of READER_VARIANTS (in this process only)."""
+    from include.mallard.sources import files
+
+    if variant == "dlt_reader":
+        from dlt.sources.filesystem import read_csv_duckdb
+
+        current = files._reader
+        files._reader = lambda file_format: (
+            read_csv_duckdb(use_pyarrow=True) if file_format == "csv" else current(file_format)
+        )
+    elif variant == "file_object":
+        files._is_local_file = lambda item: False
+    elif variant == "small_batches":
+        files.CSV_BATCH_ROWS = 5_000
+    elif variant != "current":
+        raise ValueError(f"unknown reader variant {variant!r}; use one of {', '.join(READER_VARIANTS)}")
+
+
+def mallard_files_ingestion(csv_dir: Path, root: Path, *, write_disposition: str | None = None) -> dict[str, Any]:
+    """One extract + load of a `files` source reading `csv_dir/*.csv` into `root/warehouse.duckdb`."""
+    root.mkdir(parents=True, exist_ok=True)
+    warehouse = root / "warehouse.duckdb"
+    warehouse.unlink(missing_ok=True)
+    os.environ["MALLARD_WAREHOUSE_PATH"] = str(warehouse)
+    os.environ["MALLARD_WORK_DIR"] = str(root / "work")
+
+    from include.mallard import ingest
+    from include.mallard.config.loader import parse_source_file
+    from include.mallard.interval import Interval
+
+    config_file = root / f"{SOURCE_NAME}.yml"
+    config_file.write_text(source_yaml(csv_dir, write_disposition), encoding="utf-8")
+    source = parse_source_file(config_file, check_references=True)
+    interval = Interval(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
+    work_dir = ingest.run_work_dir("bench", "run", source.name)
+
+    with stopwatch() as extract_seconds:
+        ingest.extract(source, interval, work_dir)
+    with stopwatch() as load_seconds:
+        ingest.load(source, work_dir)
+
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        loaded = connection.execute(f"SELECT count(*) FROM {source.dataset_name}.{TABLE_NAME}").fetchone()[0]
+    return {
+        "rows": loaded,
+        "extract_normalize_seconds": round(extract_seconds(), 3),
+        "load_seconds": round(load_seconds(), 3),
+        "seconds": round(extract_seconds() + load_seconds(), 3),
+    }
+
+
+# --- child processes ----------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def _child(args: argparse.Namespace) -> dict[str, Any]:
+    # Import what an ingestion task imports before measuring, so `rss_after_imports_mb` is the fixed part.
+    if args.what != "native":
+        import dlt  # noqa: F401
+
+        from include.mallard import ingest  # noqa: F401
+
+        use_reader_variant(args.variant)
+    else:
+        import duckdb  # noqa: F401
+    result: dict[str, Any] = {"rss_after_imports_mb": _rss_mb()}
+    if args.what == "native":
+        result |= duckdb_native_load(Path(args.csv), Path(args.root) / "native.duckdb")
+    elif args.what == "mallard":
+        if args.profile_to:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result |= profiler.runcall(
+                mallard_files_ingestion, Path(args.csv).parent, Path(args.root), write_disposition=args.disposition
+            )
+            profiler.dump_stats(args.profile_to)
+        else:
+            result |= mallard_files_ingestion(
+                Path(args.csv).parent, Path(args.root), write_disposition=args.disposition
+            )
+    # ru_maxrss is in KiB on Linux.
+    result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def run_child(
+    what: str,
+    csv_path: Path,
+    root: Path,
+    env: dict[str, str],
+    *,
+    variant: str = "current",
+    write_disposition: str | None = None,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    """Run one measurement (`native`, `mallard` or `imports`) in a new process; add its peak RSS.
+
+    The peak comes from `os.wait4`, which reports the child's own rusage (RUSAGE_CHILDREN would
+    report the largest of all children so far).
+    """
+    command = [sys.executable, "-m", "bench.files_ingestion", "--what", what, "--csv", str(csv_path)]
+    command += ["--root", str(root), "--variant", variant]
+    if write_disposition:
+        command += ["--disposition", write_disposition]
+    if profile_to:
+        command += ["--profile-to", str(profile_to)]
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read()
+    lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark child {' '.join(command)} failed ({process.returncode}):\n{text[-4000:]}")
+    result = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="One benchmark measurement (run by bench/ingest.py, memory.py).")
+    parser.add_argument("--what", choices=("native", "mallard", "imports"), required=True)
+    parser.add_argument("--csv", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--variant", choices=tuple(READER_VARIANTS), default="current")
+    parser.add_argument("--disposition", choices=("append", "replace", "merge"))
+    parser.add_argument("--profile-to")
+    args = parser.parse_args()
+    prepare_environment()
+    print(RESULT_MARKER + json.dumps(_child(args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""DAG parse time: Mallard's DAG file vs Cosmos alone rendering the same dbt manifest.
+
+    python bench/parse.py [--cold-runs 3] [--warm-runs 3] [--large-project DIR] [--profile]
+
+Two projects:
+
+- demo: `dags/` of this repository (3 sources, the 9-model demo dbt project);
+- large: a generated project, 50 source configs and 1,000 dbt models with 2,050 tests
+  (bench/generate_large_project.py), written to a temporary folder unless --large-project names
+  one to reuse.
+
+Each is parsed with a fresh `DagBag(dag_folder=...)`:
+
+- cold: the first DagBag in a new Python process, after `import airflow` (not counted; reported);
+- warm: further DagBags in that same process (modules already imported).
+
+Baseline, measured the same way in the same run: a DAG file holding only a Cosmos DbtTaskGroup
+with LoadMode.DBT_MANIFEST over the same manifest and the same Cosmos settings as Mallard.
+Targets: demo cold parse <= 1 s, large cold parse <= 3 s. Results: bench/results/parse.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    PROJECT_ROOT,
+    RESULTS_DIR,
+    check_target,
+    median,
+    prepare_environment,
+    print_rows,
+    ratio,
+    report_written,
+    stopwatch,
+    write_result,
+)
+from bench.generate_large_project import build_manifest, generate_project, write_cosmos_dag
+
+DEMO_TARGET_SECONDS = 1.0
+LARGE_TARGET_SECONDS = 3.0
+RESULT_MARKER = "BENCH_RESULT "
+
+
+# --- child process: one cold parse, then warm ones ---------------------------------------------
+
+
+def _new_dagbag(dag_folder: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    # `include_examples` is gone from DagBag in Airflow 3.3 (examples follow [core] load_examples);
+    # pass it only where it still exists.
+    if "include_examples" in inspect.signature(DagBag).parameters:
+        return DagBag(dag_folder=dag_folder, include_examples=False)
+    return DagBag(dag_folder=dag_folder)
+
+
+def child_parse(dag_folder: str, warm_runs: int, profile_to: str | None) -> dict[str, Any]:
+    """Run inside the new process: time `import airflow`, one cold DagBag, then `warm_runs` warm ones.
+
+    With `profile_to`, one extra warm parse runs under cProfile and is written there (not timed).
+    """
+    with stopwatch() as import_seconds:
+        import airflow  # noqa: F401
+        from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+    with stopwatch() as cold_seconds:
+        bag = _new_dagbag(dag_folder)
+    warm = []
+    for _ in range(warm_runs):
+        with stopwatch() as warm_seconds:
+            _new_dagbag(dag_folder)
+        warm.append(round(warm_seconds(), 4))
+    if profile_to:
+        # One more warm parse under cProfile, kept out of the figures (the profiler slows it down).
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(_new_dagbag, dag_folder)
+        profiler.dump_stats(profile_to)
+    return {
+        "import_airflow_seconds": round(import_seconds(), 4),
+        "cold_seconds": round(cold_seconds(), 4),
+        "warm_seconds": warm,
+        "tasks": {dag_id: len(dag.tasks) for dag_id, dag in sorted(bag.dags.items())},
+        "import_errors": {str(path): error[:2000] for path, error in bag.import_errors.items()},
+    }
+
+
+# --- parent: run the children, compare ----------------------------------------------------------
+
+
+def parse_in_new_processes(
+    dag_folder: Path, *, cold_runs: int, warm_runs: int, env: dict[str, str], profile_to: Path | None = None
+) -> dict[str, Any]:
+    """`cold_runs` new processes, each parsing `dag_folder` once cold and `warm_runs` times warm."""
+    runs = []
+    for index in range(cold_runs):
+        command = [sys.executable, "-m", "bench.parse", "--child", str(dag_folder), "--warm-runs", str(warm_runs)]
+        if profile_to and index == cold_runs - 1:
+            command += ["--profile-to", str(profile_to)]
+        completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+        lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+        if completed.returncode != 0 or not lines:
+            raise RuntimeError(f"parsing {dag_folder} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+        run = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+        if run["import_errors"]:
+            raise RuntimeError(f"import errors in {dag_folder}: {run['import_errors']}")
+        runs.append(run)
+    warm_all = [seconds for run in runs for seconds in run["warm_seconds"]]
+    return {
+        "dag_folder": str(dag_folder),
+        "tasks": runs[0]["tasks"],
+        "import_airflow_seconds": round(median([run["import_airflow_seconds"] for run in runs]), 3),
+        "cold_seconds": round(median([run["cold_seconds"] for run in runs]), 3),
+        "cold_seconds_all": [run["cold_seconds"] for run in runs],
+        "warm_seconds": round(median(warm_all), 3) if warm_all else None,
+        "warm_seconds_all": warm_all,
+    }
+
+
+def _demo_manifest_is_fresh() -> None:
+    from include.mallard.dbt_group import DbtProjectError, check_manifest_is_fresh
+    from include.mallard.paths import DBT_PROJECT_DIR
+
+    try:
+        check_manifest_is_fresh(DBT_PROJECT_DIR)
+    except DbtProjectError as error:
+        raise SystemExit(f"{error}\n(bench/parse.py never rebuilds the demo manifest itself.)") from error
+
+
+def _ensure_manifest(dbt_project_dir: Path) -> float | None:
+    """Build the generated project's manifest unless a fresh one is there; the seconds `dbt parse` took."""
+    from include.mallard.dbt_group import DbtProjectError, check_manifest_is_fresh
+
+    try:
+        check_manifest_is_fresh(dbt_project_dir)
+        return None
+    except DbtProjectError:
+        return build_manifest(dbt_project_dir)
+
+
+# The lines of a parse profile that tell Mallard's own work from Cosmos's: the factory and config
+# loading, task dependencies (`>>`, in Airflow's mixins) and Cosmos's converter and graph builder.
+PROFILE_FOCUS = r"include/mallard|_internal/mixins.py|cosmos/converter.py|cosmos/airflow/graph.py"
+
+
+def _print_profile(path: Path, label: str, top: int = 20) -> list[str]:
+    import io
+    import pstats
+
+    stream = io.StringIO()
+    pstats.Stats(str(path), stream=stream).sort_stats("cumulative").print_stats(PROFILE_FOCUS, top)
+    lines = [line for line in stream.getvalue().splitlines() if line.strip()]
+    table = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")) :]
+    print(f"\nProfile of one warm parse, {label} (cProfile inflates the times; top {top} by cumulative time):")
+    print("\n".join(table))
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cold-runs", type=int, default=3, help="new processes per DAG folder (median reported)")
+    parser.add_argument("--warm-runs", type=int, default=3, help="warm parses in each of those processes")
+    parser.add_argument("--large-project", type=Path, help="reuse (or create) the generated project in this folder")
+    parser.add_argument("--sources", type=int, default=50)
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true", help="cProfile one warm parse of each large DAG folder")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    env = prepare_environment()
+    if args.child:
+        print(RESULT_MARKER + json.dumps(child_parse(args.child, args.warm_runs, args.profile_to)), flush=True)
+        return 0
+
+    _demo_manifest_is_fresh()
+    scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-parse-"))
+    demo_baseline = write_cosmos_dag(scratch / "demo_cosmos", PROJECT_ROOT / "include" / "dbt", "mallard")
+
+    large_root = args.large_project or scratch / "large"
+    project = generate_project(large_root, sources=args.sources, models=args.models)
+    manifest_seconds = _ensure_manifest(project.dbt_project_dir)
+    print(f"large project: {project.sources} sources, {project.models} models, {project.tests} tests in {large_root}")
+    if manifest_seconds is not None:
+        print(f"  dbt parse of it (not part of any figure below): {manifest_seconds:.1f} s")
+
+    folders = {
+        ("demo", "mallard"): PROJECT_ROOT / "dags",
+        ("demo", "cosmos_only"): demo_baseline,
+        ("large", "mallard"): project.mallard_dags_dir,
+        ("large", "cosmos_only"): project.cosmos_dags_dir,
+    }
+    measured: dict[str, dict[str, Any]] = {}
+    for (scenario, variant), folder in folders.items():
+        profile_to = scratch / f"{scenario}_{variant}.prof" if args.profile and scenario == "large" else None
+        print(f"parsing {scenario}/{variant} ({args.cold_runs} new processes) ...", flush=True)
+        measured[f"{scenario}/{variant}"] = parse_in_new_processes(
+            folder, cold_runs=args.cold_runs, warm_runs=args.warm_runs, env=env, profile_to=profile_to
+        )
+
+    rows = []
+    comparison = {}
+    for scenario in ("demo", "large"):
+        ours, base = measured[f"{scenario}/mallard"], measured[f"{scenario}/cosmos_only"]
+        comparison[scenario] = {
+            "cold_ratio_mallard_over_cosmos": ratio(ours["cold_seconds"], base["cold_seconds"]),
+            "warm_ratio_mallard_over_cosmos": ratio(ours["warm_seconds"], base["warm_seconds"]),
+        }
+        for variant, figures in (("mallard", ours), ("cosmos_only", base)):
+            rows.append(
+                (
+                    scenario,
+                    variant,
+                    sum(figures["tasks"].values()),
+                    f"{figures['import_airflow_seconds']:.2f}",
+                    f"{figures['cold_seconds']:.3f}",
+                    f"{figures['warm_seconds']:.3f}",
+                    comparison[scenario]["cold_ratio_mallard_over_cosmos"] if variant == "mallard" else "1 (baseline)",
+                    comparison[scenario]["warm_ratio_mallard_over_cosmos"] if variant == "mallard" else "1 (baseline)",
+                )
+            )
+    header = ("project", "dag file", "tasks", "import airflow s", "cold s", "warm s", "cold ratio", "warm ratio")
+    print_rows("DAG parse, median seconds (ratio = Mallard / Cosmos alone)", header, rows)
+    verdicts = [
+        check_target(
+            f"demo cold parse {measured['demo/mallard']['cold_seconds']:.3f} s <= {DEMO_TARGET_SECONDS} s",
+            measured["demo/mallard"]["cold_seconds"] <= DEMO_TARGET_SECONDS,
+        ),
+        check_target(
+            f"large cold parse {measured['large/mallard']['cold_seconds']:.3f} s <= {LARGE_TARGET_SECONDS} s",
+            measured["large/mallard"]["cold_seconds"] <= LARGE_TARGET_SECONDS,
+        ),
+    ]
+    profiles = {}
+    if args.profile:
+        for variant in ("mallard", "cosmos_only"):
+            path = scratch / f"large_{variant}.prof"
+            kept = RESULTS_DIR / f"parse_large_{variant}.prof"
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(path.read_bytes())
+            profiles[variant] = {"file": str(kept), "top": _print_profile(path, f"large/{variant}")}
+    result = write_result(
+        "parse",
+        {
+            "settings": {"cold_runs": args.cold_runs, "warm_runs": args.warm_runs},
+            "large_project": {
+                "root": str(large_root),
+                "sources": project.sources,
+                "models": project.models,
+                "staging_models": project.staging_models,
+                "intermediate_models": project.intermediate_models,
+                "mart_models": project.mart_models,
+                "tests": project.tests,
+                "dbt_parse_seconds": round(manifest_seconds, 1) if manifest_seconds is not None else "reused",
+            },
+            "measured": measured,
+            "comparison": comparison,
+            "targets": verdicts,
+            "profiles": profiles,
+        },
+    )
+    report_written(result, scratch, args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
