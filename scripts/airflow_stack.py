@@ -375,6 +375,8 @@ def stack_env(config: StackConfig, base: Mapping[str, str] | None = None) -> dic
             # may resolve to ::1, where nothing listens.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.url}/execution/",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",  # its server would bind 0.0.0.0
+            # Cosmos's dbt parse cache belongs to this stack, not to whichever stack ran first.
+            "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         }
     )
     env.update(config.extra_env)

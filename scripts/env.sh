@@ -7,6 +7,9 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$MALLARD_ROOT/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$MALLARD_ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$MALLARD_ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# Cosmos caches dbt's partial parse per DAG id, by default in /tmp/cosmos shared by every project
+# on the machine; keep it with this Airflow home instead.
+export AIRFLOW__COSMOS__CACHE_DIR="${AIRFLOW__COSMOS__CACHE_DIR:-$AIRFLOW_HOME/cosmos}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
 # No network here: telemetry of Cosmos, dlt and dbt off.
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False

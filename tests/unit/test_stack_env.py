@@ -1,0 +1,21 @@
+"""The local stack's environment (scripts/airflow_stack.py), computed without starting anything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from scripts.airflow_stack import StackConfig, stack_env
+
+
+def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path: Path):
+    shared_shell = {**os.environ, "AIRFLOW__COSMOS__CACHE_DIR": "/tmp/cosmos-of-the-shell"}
+    first = stack_env(StackConfig(airflow_home=tmp_path / "a", port=18080), base=shared_shell)
+    second = stack_env(StackConfig(airflow_home=tmp_path / "b", port=18081), base=shared_shell)
+    for env, home in ((first, tmp_path / "a"), (second, tmp_path / "b")):
+        assert env["AIRFLOW_HOME"] == str(home)
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
+        assert env["AIRFLOW__COSMOS__CACHE_DIR"] == str(home / "cosmos")
+        assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+        assert env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"  # from scripts/env.sh
+    assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
