@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -27,6 +32,7 @@ from include.mallard.config import SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
 from include.mallard.sources import schema_store
+from include.mallard.warehouse import is_lock_error, retry_on_lock
 from tests.e2e.servers import (
     API_KEY,
     API_PASSWORD,
@@ -484,3 +490,48 @@ def test_loads_cap_duckdb_memory(runner, tmp_path, monkeypatch, setting, shown):
         [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
     assert limit == shown
     assert runner.query("select city from raw_master.stores") == [("Lyon",)]
+
+
+HOLD_WAREHOUSE = (
+    "import duckdb, sys, time; connection = duckdb.connect(sys.argv[1]); "
+    "print('holding', flush=True); time.sleep(float(sys.argv[2]))"
+)
+
+
+@contextmanager
+def warehouse_held_open(warehouse: Path, seconds: float) -> Iterator[subprocess.Popen]:
+    """Another process (think: a SQL client) holds the warehouse open for writing for `seconds`."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAREHOUSE, str(warehouse), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_load_waits_for_a_locked_warehouse_then_fails_clearly_and_keeps_its_data(runner, tmp_path, caplog):
+    data = tmp_path / "stores"
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n", day(1))
+    source = runner.source("master", STORES_SOURCE.format(path=data))
+    runner.run(source, day(1), day(2))  # the warehouse exists
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n2,Oslo\n", day(2))
+
+    # Held for good: the retries run out and the lock error comes through; the package stays.
+    work_dir = ingest.run_work_dir("test_source_kinds", "locked", source.name)
+    ingest.extract(source, Interval(day(2), day(3)), work_dir)
+    with warehouse_held_open(runner.warehouse, 120):
+        pipeline = ingest._pipeline(source, work_dir, runner.warehouse)
+        with pytest.raises(Exception) as failure:
+            retry_on_lock(pipeline.load, attempts=2, wait_seconds=0.5)
+    assert is_lock_error(failure.value)
+    assert _load_package_files(work_dir, "stores"), "the extracted rows must survive a failed load"
+
+    # Held for a few seconds: the load says why it waits, then loads the same package.
+    caplog.set_level(logging.WARNING, logger="include.mallard.warehouse")
+    with warehouse_held_open(runner.warehouse, 4):
+        ingest.load(source, work_dir)
+    assert "locked by another process" in caplog.text
+    assert runner.query("select store_id, city from raw_master.stores order by 1") == [(1, "Lyon"), (2, "Oslo")]
