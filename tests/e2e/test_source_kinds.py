@@ -535,3 +535,35 @@ def test_a_load_waits_for_a_locked_warehouse_then_fails_clearly_and_keeps_its_da
         ingest.load(source, work_dir)
     assert "locked by another process" in caplog.text
     assert runner.query("select store_id, city from raw_master.stores order by 1") == [(1, "Lyon"), (2, "Oslo")]
+
+
+MALFORMED_CSV = {
+    # file content, what the error must say besides the file's name
+    "ragged.csv": ("store_id,city\n1,Lyon\n2,Oslo,extra,fields\n3,Porto\n", "line 3 has 4 fields, the header has 2"),
+    "empty.csv": ("", "is empty"),
+}
+
+
+@pytest.mark.parametrize("bad_file", sorted(MALFORMED_CSV))
+def test_a_malformed_csv_fails_naming_source_file_and_line_and_writes_nothing(runner, tmp_path, bad_file):
+    data = tmp_path / "stores"
+    _put(data, "stores.csv", "store_id,city\n1,Lyon\n", day(1))
+    source = runner.source("master", STORES_SOURCE.format(path=data))
+    runner.run(source, day(1), day(2))
+
+    content, expected = MALFORMED_CSV[bad_file]
+    _put(data, bad_file, content, day(2))
+    with pytest.raises(Exception) as failure:
+        runner.run(source, day(2), day(3))
+    message = str(failure.value)
+    assert "source 'master'" in message and bad_file in message and expected in message, message
+    assert runner.query("select store_id, city from raw_master.stores") == [(1, "Lyon")]
+
+
+def test_a_header_only_csv_adds_no_rows_and_a_delimiter_can_be_set(runner, tmp_path):
+    data = tmp_path / "stores"
+    _put(data, "a.csv", "store_id;city\n1;Lyon\n2;Oslo\n", day(1))
+    _put(data, "b.csv", "store_id;city\n", day(1))
+    source = runner.source("master", STORES_SOURCE.format(path=data) + "    delimiter: ';'\n")
+    runner.run(source, day(1), day(2))
+    assert runner.query("select store_id, city from raw_master.stores order by 1") == [(1, "Lyon"), (2, "Oslo")]

@@ -242,6 +242,12 @@ class FileTable(_StrictModel):
     name: Annotated[str, Field(pattern=TABLE_NAME_PATTERN, description="Table name in raw_<source>.")]
     glob: str = Field(description="Glob relative to the source's path, e.g. '*.csv' or '2024/**/*.parquet'.")
     format: FileFormat = Field("csv", description="File format: csv, jsonl (one JSON object per line) or parquet.")
+    delimiter: str = Field(
+        ",",
+        min_length=1,
+        max_length=1,
+        description="CSV only: the character between fields, e.g. ';' or '\\t'. A CSV file starts with a header row.",
+    )
     primary_key: list[str] = Field(default_factory=list, description="Column(s) that identify a row.")
     cursor: str | None = Field(
         None,

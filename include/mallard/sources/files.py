@@ -10,7 +10,9 @@ Two incremental modes, both stateless (each run starts from an empty dlt working
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -41,44 +43,72 @@ def _is_local_file(item: FileItemDict) -> bool:
     return "file_content" not in item and "file" in protocol
 
 
-def csv_batches(item: FileItemDict) -> Iterator[Any]:
-    """The rows of one CSV file as Arrow record batches, typed by DuckDB's CSV sniffer.
+class MalformedFileError(ValueError):
+    """A source file that cannot be read as its table's format says; names the file and line."""
+
+
+def _first_ragged_line(path: str, delimiter: str) -> str:
+    """Where a local CSV first has a different number of fields than its header (for the error)."""
+    with Path(path).open(newline="", encoding="utf-8", errors="replace") as file:
+        rows = csv.reader(file, delimiter=delimiter)
+        header = next(rows, [])
+        for row in rows:
+            if len(row) != len(header):
+                return f"line {rows.line_num} has {len(row)} fields, the header has {len(header)}"
+    return "no ragged line found; check the quoting and the encoding (UTF-8)"
+
+
+def csv_batches(item: FileItemDict, delimiter: str = ",", source_name: str = "?") -> Iterator[Any]:
+    """The rows of one CSV file (header row required) as Arrow record batches, typed by DuckDB.
 
     DuckDB runs in memory, so no warehouse lock is taken. A local file is read by path, with
     DuckDB's own file reader: through a Python file object (as dlt's `read_csv_duckdb` does) the
     same read was slower and needed more memory (docs/benchmarks.md). Remote files
-    (fsspec URLs) still go through the file object.
+    (fsspec URLs) still go through the file object. The delimiter and header are fixed rather than
+    sniffed: a sniffer that meets a ragged row may settle on "one column per line" and load
+    garbage; here such a file fails and the error names it and the line.
     """
-    # One connection per file: the extractor may interleave readers, and a connection holds
-    # a single pending result.
-    with duckdb.connect() as connection:
-        if _is_local_file(item):
-            yield from connection.read_csv(item.local_file_path).to_arrow_reader(CSV_BATCH_ROWS)
-            return
-        with item.open() as file:
-            yield from connection.read_csv(file).to_arrow_reader(CSV_BATCH_ROWS)
+    name = f"source {source_name!r}: file {item['file_url']}"
+    if item["size_in_bytes"] == 0:
+        raise MalformedFileError(f"{name} is empty: a CSV file needs at least its header row; remove or fill it")
+    options = {"sep": delimiter, "header": True}
+    try:
+        # One connection per file: the extractor may interleave readers, and a connection holds
+        # a single pending result.
+        with duckdb.connect() as connection:
+            if _is_local_file(item):
+                yield from connection.read_csv(item.local_file_path, **options).to_arrow_reader(CSV_BATCH_ROWS)
+                return
+            with item.open() as file:
+                yield from connection.read_csv(file, **options).to_arrow_reader(CSV_BATCH_ROWS)
+    except duckdb.Error as error:
+        where = _first_ragged_line(item.local_file_path, delimiter) if _is_local_file(item) else "see below"
+        raise MalformedFileError(
+            f"{name} is not a valid CSV file with delimiter {delimiter!r} and a header row ({where}). "
+            f"Fix or remove the file, or set the table's `delimiter`. DuckDB said: {error}"
+        ) from error
 
 
 @dlt.transformer(name="read_csv")
-def read_csv(items: Iterable[FileItemDict]) -> Iterator[Any]:
+def read_csv(items: Iterable[FileItemDict], delimiter: str = ",", source_name: str = "?") -> Iterator[Any]:
     """Every row of the CSV files in `items` (see `csv_batches`)."""
     for item in items:
-        yield from csv_batches(item)
+        yield from csv_batches(item, delimiter, source_name)
 
 
-def _reader(file_format: str) -> DltResource:
+def _reader(table: FileTable, source_name: str) -> DltResource:
     # dlt's own readers for JSONL and Parquet, ours for CSV (faster on large files, same types).
-    if file_format == "csv":
-        return read_csv()
-    if file_format == "jsonl":
+    if table.format == "csv":
+        return read_csv(delimiter=table.delimiter, source_name=source_name)
+    if table.format == "jsonl":
         return read_jsonl()
     return read_parquet(use_pyarrow=True)
 
 
-def _read_one(item: FileItemDict, file_format: str) -> Iterator[Any]:
-    if file_format == "csv":
-        return csv_batches(item)
-    if file_format == "jsonl":
+def _read_one(item: FileItemDict, table: FileTable, source_name: str) -> Iterator[Any]:
+    if table.format == "csv":
+        return csv_batches(item, table.delimiter, source_name)
+    if table.format == "jsonl":
         return _read_jsonl([item])
     return _read_parquet([item], use_pyarrow=True)
 
@@ -92,10 +122,10 @@ def _with_file_column(batch: Any, file_path: str) -> Any:
 
 
 @dlt.transformer(name="tagged_files")
-def read_tagged(items: Iterable[FileItemDict], file_format: str) -> Iterator[Any]:
-    """dlt's reader for `file_format`, one file at a time, adding the file's path to every row."""
+def read_tagged(items: Iterable[FileItemDict], table: FileTable, source_name: str) -> Iterator[Any]:
+    """The reader for the table's format, one file at a time, adding the file's path to every row."""
     for item in items:
-        for batch in _read_one(item, file_format):
+        for batch in _read_one(item, table, source_name):
             yield _with_file_column(batch, item["relative_path"])
 
 
@@ -104,7 +134,7 @@ def _table_resource(config: FilesSource, table: FileTable, interval: Interval) -
     primary_key = table.primary_key or config.primary_key
     write_disposition = table.write_disposition or config.write_disposition
     if not table.new_files_only:
-        reader = (files | _reader(table.format)).with_name(table.name)
+        reader = (files | _reader(table, config.name)).with_name(table.name)
         apply_table_hints(
             reader,
             interval=interval,
@@ -117,7 +147,7 @@ def _table_resource(config: FilesSource, table: FileTable, interval: Interval) -
         return reader
     # Pick the files by modification time, the same [start, end) bounds as a row cursor.
     files.apply_hints(incremental=interval_incremental("modification_date", interval))
-    reader = (files | read_tagged(file_format=table.format)).with_name(table.name)
+    reader = (files | read_tagged(table=table, source_name=config.name)).with_name(table.name)
     disposition = effective_disposition(write_disposition, None, incremental=True)
     reader.apply_hints(
         write_disposition=disposition,
