@@ -95,6 +95,8 @@ class ShopApi:
     tickets: list[dict] = field(default_factory=make_tickets)
     # Answer the first request of these paths (with query) with this status, then succeed.
     fail_once: dict[str, int] = field(default_factory=dict)
+    # Answer these paths (with query) with 200 and a body that is not JSON (a proxy's error page).
+    not_json: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     port: int = 0
@@ -163,6 +165,9 @@ class ShopApi:
                 if failing is not None:
                     status = api.fail_once.pop(failing)
                     self._send(status, {"error": "try again"}, {"Retry-After": "1"})
+                elif self.path in api.not_json:
+                    api.statuses[200] += 1
+                    self._send_raw(200, b"<html><body>Upstream maintenance</body></html>", "text/html")
                 elif not api.authorized(headers, query):
                     self._send(401, {"error": "missing or wrong credentials"})
                 else:
@@ -170,9 +175,13 @@ class ShopApi:
 
             def _send(self, status: int, body: dict | list, headers: dict[str, str] | None = None) -> None:
                 api.statuses[status] += 1
-                data = json.dumps(body).encode()
+                self._send_raw(status, json.dumps(body).encode(), "application/json", headers)
+
+            def _send_raw(
+                self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)

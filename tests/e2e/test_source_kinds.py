@@ -180,6 +180,23 @@ def test_rest_api_without_the_right_token_fails(runner, monkeypatch):
         assert api.statuses[401] >= 1 and api.statuses[200] == 0
 
 
+def test_rest_api_page_that_is_not_json_fails_naming_source_and_url_and_loads_nothing(runner, monkeypatch):
+    monkeypatch.setenv("SHOP_API_TOKEN", API_TOKEN)
+    api = ShopApi()
+    with serve_api(api):
+        source = runner.source("shop_api", SHOP_API.format(base_url=api.base_url))
+        runner.run(source, day(2), day(3))
+        before = runner.query("select id from raw_shop_api.customers order by id")
+
+        api.not_json.add("/customers?page=3")
+        api.customers.append({**api.customers[0], "id": 999})  # this run would have changed the table
+        with pytest.raises(Exception) as failure:
+            runner.run(source, day(3), day(4))
+    message = str(failure.value)
+    assert "source 'shop_api'" in message and "/customers?page=3" in message and "not JSON" in message, message
+    assert runner.query("select id from raw_shop_api.customers order by id") == before
+
+
 @pytest.mark.parametrize("auth", ["api_key", "basic"])
 def test_rest_api_key_and_basic_auth_from_env_and_connection(runner, monkeypatch, auth):
     monkeypatch.setenv("SHOP_API_KEY", API_KEY)

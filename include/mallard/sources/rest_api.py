@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dlt.extract import DltResource
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.rest_api import rest_api_resources as dlt_rest_api_resources
+from requests import Response
 
 from include.mallard.config import RestApiSource, RestResource
 from include.mallard.config.models import (
@@ -49,6 +51,45 @@ def _auth(config: RestApiSource) -> AuthConfigBase | None:
             raise ValueError("basic auth needs `username`, or `password: {connection: ID}` with a login")
         return HttpBasicAuth(username=username, password=resolve_secret(auth.password))
     return None
+
+
+class NotJsonResponseError(ValueError):
+    """A successful API response whose body is not JSON (a proxy's or a maintenance page, a wrong path)."""
+
+
+def _secret_query_params(config: RestApiSource) -> set[str]:
+    auth = config.auth
+    return {auth.name} if isinstance(auth, ApiKeyAuth) and auth.location == "query" else set()
+
+
+def redacted_url(url: str, secret_params: set[str]) -> str:
+    """`url` with the values of `secret_params` in its query replaced by ***."""
+    parts = urlsplit(url)
+    query = [(key, "***" if key in secret_params else value) for key, value in parse_qsl(parts.query, True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def require_json(source_name: str, secret_params: set[str]) -> Callable[[Response], Response]:
+    """A dlt response action: fail a 2xx answer whose body is not JSON, naming the source and URL.
+
+    Without it, dlt fails later with a bare `Expecting value: line 1 column 1 (char 0)`.
+    """
+
+    def check(response: Response, *args: Any, **kwargs: Any) -> Response:
+        if response.ok and response.content:
+            try:
+                response.json()
+            except ValueError as error:
+                url = redacted_url(response.url, secret_params)
+                raise NotJsonResponseError(
+                    f"source {source_name!r}: {response.request.method} {url} answered {response.status_code} "
+                    f"with a body that is not JSON (Content-Type {response.headers.get('Content-Type')!r}, "
+                    f"starts with {response.text[:60]!r}). Check base_url and the resource path; the API may be "
+                    "down for maintenance. Nothing of this run was loaded."
+                ) from error
+        return response
+
+    return check
 
 
 def paginator_config(paginator: Any) -> dict[str, Any] | None:
@@ -111,12 +152,19 @@ def _incremental_config(incremental: RestIncremental) -> dict[str, Any]:
     return config
 
 
-def _resource_config(resource: RestResource, default_key: list[str]) -> dict[str, Any]:
+def _resource_config(
+    resource: RestResource, default_key: list[str], response_check: Callable[[Response], Response]
+) -> dict[str, Any]:
     path = resource.endpoint_path
     if resource.parent:
         # {field} of the parent record, in dlt's placeholder syntax.
         path = PLACEHOLDER.sub(lambda match: "{resources." + resource.parent + "." + match[1] + "}", path)
-    endpoint: dict[str, Any] = {"path": path, "method": resource.method, "params": dict(resource.params)}
+    endpoint: dict[str, Any] = {
+        "path": path,
+        "method": resource.method,
+        "params": dict(resource.params),
+        "response_actions": [response_check],
+    }
     if resource.data_selector:
         endpoint["data_selector"] = resource.data_selector
     if resource.paginator is not None:
@@ -148,8 +196,9 @@ def rest_api_resources(config: RestApiSource, interval: Interval) -> list[DltRes
         client["auth"] = auth
     if (paginator := paginator_config(config.paginator)) is not None:
         client["paginator"] = paginator
+    check = require_json(config.name, _secret_query_params(config))
     built = dlt_rest_api_resources(
-        {"client": client, "resources": [_resource_config(r, config.primary_key) for r in config.resources]}
+        {"client": client, "resources": [_resource_config(r, config.primary_key, check) for r in config.resources]}
     )
     by_name = {resource.name: resource for resource in built}
     resources = []
