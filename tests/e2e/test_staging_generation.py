@@ -277,7 +277,8 @@ def test_the_dag_renders_generated_models_with_their_tests_downstream(run):
         "stg_nest__orders__items__tags",
     ):
         assert f"dbt.{model}.run" in dag.get_task(f"dbt.{model}.test").upstream_task_ids
-    assert "ingest_inventory.load" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    assert "ingestion_done" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    assert "ingest_inventory.load" in dag.get_task("ingestion_done").upstream_task_ids
     # The parent-child relationship test (two models) is its own task, after both models and their tests.
     relationship = [
         t for t in dag.task_ids if t.startswith("dbt.") and "relationships_stg_nest__orders__items__dlt" in t
