@@ -584,3 +584,19 @@ def test_a_header_only_csv_adds_no_rows_and_a_delimiter_can_be_set(runner, tmp_p
     source = runner.source("master", STORES_SOURCE.format(path=data) + "    delimiter: ';'\n")
     runner.run(source, day(1), day(2))
     assert runner.query("select store_id, city from raw_master.stores order by 1") == [(1, "Lyon"), (2, "Oslo")]
+
+
+def test_a_broken_jsonl_line_fails_naming_source_file_and_line_and_blank_lines_are_skipped(runner, tmp_path):
+    data = tmp_path / "feed"
+    _put(data, "1.jsonl", '{"id": 1, "name": "a"}\n\n{"id": 2, "name": "b"}\n\n', day(1))
+    table = "{name: items, glob: '*.jsonl', format: jsonl, primary_key: id}"
+    source = runner.source("feed", f"kind: files\npath: {data}\ntables:\n  - {table}\n")
+    runner.run(source, day(1), day(2))
+    assert runner.query("select id from raw_feed.items order by id") == [(1,), (2,)]
+
+    _put(data, "2.jsonl", '{"id": 3, "name": "c"}\n{"id": 4, "name": \n', day(2))
+    with pytest.raises(Exception) as failure:
+        runner.run(source, day(2), day(3))
+    message = str(failure.value)
+    assert "source 'feed'" in message and "2.jsonl line 2 is not a JSON object" in message, message
+    assert runner.query("select id from raw_feed.items order by id") == [(1,), (2,)]
