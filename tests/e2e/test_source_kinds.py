@@ -600,3 +600,25 @@ def test_a_broken_jsonl_line_fails_naming_source_file_and_line_and_blank_lines_a
     message = str(failure.value)
     assert "source 'feed'" in message and "2.jsonl line 2 is not a JSON object" in message, message
     assert runner.query("select id from raw_feed.items order by id") == [(1,), (2,)]
+
+
+@pytest.mark.parametrize("contract", ["freeze", "discard_rows", "evolve"])
+def test_a_column_that_changes_type_follows_the_schema_contract(runner, tmp_path, contract):
+    data = tmp_path / "feed"
+    _put(data, "1.jsonl", '{"id": 1, "qty": 5}\n', day(1))
+    table = "{name: items, glob: '*.jsonl', format: jsonl, primary_key: id}"
+    source = runner.source("feed", f"kind: files\npath: {data}\nschema_contract: {contract}\ntables:\n  - {table}\n")
+    runner.run(source, day(1), day(2))
+    _put(data, "2.jsonl", '{"id": 2, "qty": "many"}\n{"id": 3, "qty": 7}\n', day(2))
+
+    if contract == "freeze":
+        with pytest.raises(Exception, match="qty"):
+            runner.run(source, day(2), day(3))
+        assert runner.query("select id, qty from raw_feed.items") == [(1, 5)]
+    elif contract == "discard_rows":
+        runner.run(source, day(2), day(3))
+        assert runner.query("select id, qty from raw_feed.items order by id") == [(1, 5), (3, 7)]
+    else:  # dlt keeps the text in a variant column next to the typed one: nothing is lost
+        runner.run(source, day(2), day(3))
+        rows = runner.query("select id, qty, qty__v_text from raw_feed.items order by id")
+        assert rows == [(1, 5, None), (2, None, "many"), (3, 7, None)]
