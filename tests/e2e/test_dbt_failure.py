@@ -16,18 +16,11 @@ from pathlib import Path
 import pytest
 
 from include.mallard.paths import INCLUDE_DIR, SOURCES_DIR
-from tests.e2e.helpers import AIRFLOW, airflow_env, run_airflow, table_checksums
+from tests.e2e.helpers import AIRFLOW, airflow_env, run_airflow, table_checksums, write_elt_dag
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "elt_bad_data"
-DAG_FILE = """# An Airflow DAG (Airflow's safe mode only parses files that mention both words).
-from pathlib import Path
-
-from include.mallard.factory import build_elt_dag
-
-dag = build_elt_dag("{dag_id}", sources_dir=Path("{sources_dir}"))
-"""
 FAILING_TEST = "not_null_stg_stores__stores_store_name"
 DOWNSTREAM_OF_STORES = ("dbt.orders.run", "dbt.customers.run", "dbt.daily_activity.run")
 
@@ -47,14 +40,13 @@ def _task_states(airflow_home: Path, logical_date: str) -> dict[str, str]:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dbt-failure")
     sources, stores_data, dags = root / "sources", root / "stores", root / "dags"
-    for folder in (sources, dags):
-        folder.mkdir()
+    sources.mkdir()
     shutil.copytree(INCLUDE_DIR / "data" / "stores", stores_data)
     for name in ("shop.yml", "marketing.yml"):
         shutil.copy(SOURCES_DIR / name, sources / name)
     stores_config = (SOURCES_DIR / "stores.yml").read_text()
     (sources / "stores.yml").write_text(stores_config.replace("path: include/data/stores", f"path: {stores_data}"))
-    (dags / "elt_bad_data.py").write_text(DAG_FILE.format(dag_id=DAG_ID, sources_dir=sources))
+    write_elt_dag(dags, DAG_ID, sources)
 
     warehouse, airflow_home = root / "warehouse.duckdb", root / "airflow"
     env = airflow_env(airflow_home, warehouse, root / "work") | {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)}

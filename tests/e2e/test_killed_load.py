@@ -1,14 +1,16 @@
 """A load killed with SIGKILL while it writes: the warehouse stays readable and the retry loads every row once.
 
-The load runs as its own process, as an Airflow task does, on a multi-million-row CSV extracted
-beforehand; it is killed a moment after it starts writing. The retry is what Airflow's task retry
-runs: `ingest.load` again on the same working folder.
+First the load alone, as its own process on a multi-million-row CSV extracted beforehand, killed
+at two moments; its retry is what Airflow's task retry runs (`ingest.load` on the same working
+folder). Then the same under the real scheduler: the task process that holds the warehouse open
+is killed, and Airflow's own retry must complete the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,10 +23,14 @@ import pytest
 from include.mallard import ingest
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
+from include.mallard.paths import SOURCES_DIR
+from tests.e2e.airflow_api import RUN_TIMEOUT, Api, isolated_stack, trigger_paused_run, wait_for_dag, wait_for_run
+from tests.e2e.helpers import small_dbt_project, write_elt_dag
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 3_000_000
+KILL_DAG_ID = "mallard_kill"
 DAY = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
 SOURCE = """
 kind: files
@@ -47,6 +53,15 @@ print("loaded", flush=True)
 """
 
 
+def _write_big_csv(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    duckdb.sql(
+        f"copy (select range as id, timestamp '2024-01-02' + to_milliseconds(range % 86400000) as happened_at, "
+        f"'row ' || range as label from range({ROWS})) to '{folder / 'events.csv'}' (header)"
+    )
+    return folder
+
+
 def _count(warehouse: Path) -> tuple[int, int]:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         return connection.execute("select count(*), count(distinct id) from raw_big.events").fetchone()
@@ -60,12 +75,7 @@ def test_a_killed_load_leaves_a_readable_warehouse_and_the_retry_loads_every_row
     warehouse = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(warehouse))
     monkeypatch.setenv("MALLARD_WORK_DIR", str(tmp_path / "work"))
-    data = tmp_path / "big"
-    data.mkdir()
-    duckdb.sql(
-        f"copy (select range as id, timestamp '2024-01-02' + to_milliseconds(range % 86400000) as happened_at, "
-        f"'row ' || range as label from range({ROWS})) to '{data / 'events.csv'}' (header)"
-    )
+    data = _write_big_csv(tmp_path / "big")
     config = tmp_path / "big.yml"
     config.write_text(SOURCE.format(path=data))
     source = parse_source_file(config)
@@ -89,4 +99,53 @@ def test_a_killed_load_leaves_a_readable_warehouse_and_the_retry_loads_every_row
         assert connection.execute("select 42").fetchone() == (42,)
 
     ingest.load(source, work_dir)  # Airflow's retry of the load task
+    assert _count(warehouse) == (ROWS, ROWS)
+
+
+def _processes_with_open_file(path: Path) -> list[int]:
+    pids = []
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            if any(fd.readlink() == path for fd in (process / "fd").iterdir()):
+                pids.append(int(process.name))
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return pids
+
+
+def test_the_scheduler_retries_a_load_task_killed_mid_write(tmp_path):
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    shutil.copy(SOURCES_DIR / "shop.yml", sources / "shop.yml")  # what the small dbt project reads
+    (sources / "big.yml").write_text(SOURCE.format(path=_write_big_csv(tmp_path / "data")))
+    write_elt_dag(tmp_path / "dags", KILL_DAG_ID, sources, small_dbt_project(tmp_path / "dbt"))
+
+    with isolated_stack(tmp_path / "stack", {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags")}) as stack:
+        api = Api(stack)
+        wait_for_dag(api, KILL_DAG_ID)
+        run_id = trigger_paused_run(
+            api, KILL_DAG_ID, "2024-01-03T00:00:00Z", {"start": "2024-01-02", "end": "2024-01-03"}
+        )
+        warehouse = Path(stack.env["MALLARD_WAREHOUSE_PATH"])
+        load_task = f"/dags/{KILL_DAG_ID}/dagRuns/{run_id}/taskInstances/ingest_big.load"
+        killed = None
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while killed is None and time.monotonic() < deadline:
+            if api.call("GET", load_task)["state"] == "running":
+                # One pooled task at a time: the process holding the warehouse is this load.
+                holders = _processes_with_open_file(warehouse)
+                if holders:
+                    time.sleep(1.5)  # into the write: the whole load takes 4-7 s
+                    for pid in holders:
+                        os.kill(pid, signal.SIGKILL)
+                    killed = holders
+            time.sleep(0.2)
+        assert killed, "never saw the load task holding the warehouse"
+        run = wait_for_run(api, KILL_DAG_ID, run_id)
+        load = api.call("GET", load_task)
+
+    assert run["state"] == "success", run
+    assert (load["state"], load["try_number"]) == ("success", 2), "the killed attempt must be retried once"
     assert _count(warehouse) == (ROWS, ROWS)

@@ -20,7 +20,7 @@ import pytest
 from dlt.common.libs.sql_alchemy import sa
 
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
-from tests.e2e.helpers import airflow_env, run_airflow
+from tests.e2e.helpers import airflow_env, run_airflow, write_elt_dag
 from tests.e2e.servers import API_TOKEN, PostgresUnavailable, ShopApi, postgres_server, serve_api
 from tests.e2e.test_source_kinds import fill_shop_database
 
@@ -28,13 +28,6 @@ pytestmark = pytest.mark.e2e
 COSMOS_CACHE = os.environ.get("AIRFLOW__COSMOS__CACHE_DIR", "/tmp/cosmos")
 
 DAG_ID = "elt_with_secrets"
-DAG_FILE = """# An Airflow DAG (Airflow's safe mode only parses files that mention both words).
-from pathlib import Path
-
-from include.mallard.factory import build_elt_dag
-
-dag = build_elt_dag("{dag_id}", sources_dir=Path("{sources_dir}"))
-"""
 API_SOURCE = """
 kind: rest_api
 base_url: {base_url}
@@ -86,10 +79,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("secrets")
     sources, dags = root / "sources", root / "dags"
     sources.mkdir()
-    dags.mkdir()
     for config in SOURCES_DIR.glob("*.yml"):
         shutil.copy(config, sources / config.name)
-    (dags / "elt_with_secrets.py").write_text(DAG_FILE.format(dag_id=DAG_ID, sources_dir=sources))
+    write_elt_dag(dags, DAG_ID, sources)
     warehouse, airflow_home, work = root / "warehouse.duckdb", root / "airflow", root / "work"
     log = root / "airflow.log"
     with contextlib.ExitStack() as servers:

@@ -13,10 +13,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dlt.extract import DltResource
-from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests import Client, Response
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.rest_api import rest_api_resources as dlt_rest_api_resources
-from requests import Response
 
 from include.mallard.config import RestApiSource, RestResource
 from include.mallard.config.models import (
