@@ -98,11 +98,11 @@ def use_reader_variant(variant: str) -> None:
     from include.mallard.sources import files
 
     if variant == "dlt_reader":
-        from dlt.sources.filesystem import read_csv_duckdb
+        from dlt.sources.filesystem.readers import _read_csv_duckdb
 
-        current = files._reader
-        files._reader = lambda file_format: (
-            read_csv_duckdb(use_pyarrow=True) if file_format == "csv" else current(file_format)
+        current = files._read_one
+        files._read_one = lambda item, table, source_name: (
+            _read_csv_duckdb([item], use_pyarrow=True) if table.format == "csv" else current(item, table, source_name)
         )
     elif variant == "file_object":
         files._is_local_file = lambda item: False

@@ -19,7 +19,7 @@ import dlt
 import duckdb
 from dlt.common import json
 from dlt.extract import DltResource
-from dlt.sources.filesystem import FileItemDict, filesystem, read_parquet
+from dlt.sources.filesystem import FileItemDict, filesystem
 from dlt.sources.filesystem.readers import _read_parquet
 
 from include.mallard.config import FilesSource
@@ -116,30 +116,8 @@ def jsonl_rows(item: FileItemDict, source_name: str = "?") -> Iterator[list[dict
         yield chunk
 
 
-@dlt.transformer(name="read_jsonl")
-def read_jsonl(items: Iterable[FileItemDict], source_name: str = "?") -> Iterator[Any]:
-    """Every object of the JSON Lines files in `items` (see `jsonl_rows`)."""
-    for item in items:
-        yield from jsonl_rows(item, source_name)
-
-
-@dlt.transformer(name="read_csv")
-def read_csv(items: Iterable[FileItemDict], delimiter: str = ",", source_name: str = "?") -> Iterator[Any]:
-    """Every row of the CSV files in `items` (see `csv_batches`)."""
-    for item in items:
-        yield from csv_batches(item, delimiter, source_name)
-
-
-def _reader(table: FileTable, source_name: str) -> DltResource:
-    # dlt's reader for Parquet; ours for CSV (faster on large files) and JSONL (errors name the line).
-    if table.format == "csv":
-        return read_csv(delimiter=table.delimiter, source_name=source_name)
-    if table.format == "jsonl":
-        return read_jsonl(source_name=source_name)
-    return read_parquet(use_pyarrow=True)
-
-
 def _read_one(item: FileItemDict, table: FileTable, source_name: str) -> Iterator[Any]:
+    # dlt's reader for Parquet; ours for CSV (faster on large files) and JSONL (errors name the line).
     if table.format == "csv":
         return csv_batches(item, table.delimiter, source_name)
     if table.format == "jsonl":
@@ -155,6 +133,13 @@ def _with_file_column(batch: Any, file_path: str) -> Any:
     return batch.append_column(FILE_COLUMN, pyarrow.array([file_path] * batch.num_rows, pyarrow.string()))
 
 
+@dlt.transformer(name="files")
+def read_files(items: Iterable[FileItemDict], table: FileTable, source_name: str) -> Iterator[Any]:
+    """The rows of every file in `items`, read as the table's format says."""
+    for item in items:
+        yield from _read_one(item, table, source_name)
+
+
 @dlt.transformer(name="tagged_files")
 def read_tagged(items: Iterable[FileItemDict], table: FileTable, source_name: str) -> Iterator[Any]:
     """The reader for the table's format, one file at a time, adding the file's path to every row."""
@@ -168,7 +153,7 @@ def _table_resource(config: FilesSource, table: FileTable, interval: Interval) -
     primary_key = table.primary_key or config.primary_key
     write_disposition = table.write_disposition or config.write_disposition
     if not table.new_files_only:
-        reader = (files | _reader(table, config.name)).with_name(table.name)
+        reader = (files | read_files(table=table, source_name=config.name)).with_name(table.name)
         apply_table_hints(
             reader,
             interval=interval,
