@@ -453,33 +453,16 @@ class Stack:
         """POST /backfills over `days` daily runs from `first_day`; wait for all of them."""
         last_day = first_day + dt.timedelta(days=days - 1)
         body = {"dag_id": DAG_ID, "from_date": f"{first_day}T00:00:00Z", "to_date": f"{last_day}T00:00:00Z"}
-        self.api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        from tests.e2e.airflow_api import start_backfill, wait_for_backfill
+
         posted = _now()
-        backfill = self.api.call("POST", "/backfills", json=body)
+        backfill = start_backfill(self.api, DAG_ID, body["from_date"], body["to_date"])
         print(f"  backfill {backfill['id']} {body['from_date']} .. {body['to_date']}", flush=True)
-        deadline = time.monotonic() + RUN_TIMEOUT
-        runs: list[dict[str, Any]] = []
-        last_report = 0.0
-        while time.monotonic() < deadline:
-            runs = [
-                r
-                for r in self.api.all_items(f"/dags/{DAG_ID}/dagRuns", "dag_runs")
-                if r["run_type"] == "backfill" and r.get("backfill_id") in (None, backfill["id"])
-            ]
-            done = [r for r in runs if r["state"] in ("success", "failed")]
-            if len(runs) == days and len(done) == days:
-                break
-            if time.monotonic() - last_report > 60:
-                print(
-                    f"  backfill: {len(done)}/{days} runs done after {(_now() - posted).total_seconds():.0f} s",
-                    flush=True,
-                )
-                last_report = time.monotonic()
-            time.sleep(5)
-        else:
-            raise RuntimeError(f"the backfill did not finish within {RUN_TIMEOUT:.0f} s: {len(runs)} runs")
+        runs = wait_for_backfill(self.api, DAG_ID, backfill["id"], runs=days, timeout=RUN_TIMEOUT)
         if len(runs) != days:
             raise RuntimeError(f"expected {days} backfill runs, got {[r['dag_run_id'] for r in runs]}")
+        if any(r["state"] not in ("success", "failed") for r in runs):
+            raise RuntimeError(f"the backfill did not finish within {RUN_TIMEOUT:.0f} s")
         for run in runs:
             self.check_success(run)
         first_start = min(_time(r["start_date"]) for r in runs)

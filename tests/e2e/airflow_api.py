@@ -119,6 +119,36 @@ def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float = RUN_TIMEOU
     raise AssertionError(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
+def start_backfill(api: Api, dag_id: str, from_date: str, to_date: str) -> dict[str, Any]:
+    """Unpause the DAG (backfill runs wait while it is paused) and `POST /backfills`; the backfill."""
+    api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    return api.call("POST", "/backfills", json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date})
+
+
+def wait_for_backfill(api: Api, dag_id: str, backfill_id: int, runs: int, timeout: float) -> list[dict[str, Any]]:
+    """The backfill's runs once `runs` of them exist and all have finished, or as they are at `timeout`.
+
+    Prints how many are done every minute. The caller asserts on what it gets.
+    """
+    deadline = time.monotonic() + timeout
+    last_report = time.monotonic()
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [
+            r
+            for r in api.all_items(f"/dags/{dag_id}/dagRuns", "dag_runs")
+            if r["run_type"] == "backfill" and r.get("backfill_id") in (None, backfill_id)
+        ]
+        done = [r for r in found if r["state"] in ("success", "failed")]
+        if len(found) == runs and len(done) == runs:
+            break
+        if time.monotonic() - last_report > 60:
+            print(f"  backfill {backfill_id}: {len(done)}/{runs} runs done", flush=True)
+            last_report = time.monotonic()
+        time.sleep(5)
+    return found
+
+
 def failed_tasks(api: Api, dag_id: str, run_id: str) -> list[str]:
     """`task_id: state` of every task instance of the run that did not succeed."""
     path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"

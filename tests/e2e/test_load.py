@@ -21,7 +21,7 @@ from include.mallard.config import get_source
 from include.mallard.paths import INCLUDE_DIR, SOURCES_DIR
 from include.mallard.sources import synthetic
 from include.mallard.warehouse import LOCK_ERROR_TEXT
-from tests.e2e.airflow_api import Api, isolated_stack, wait_for_dag
+from tests.e2e.airflow_api import Api, isolated_stack, start_backfill, wait_for_backfill, wait_for_dag
 from tests.e2e.helpers import small_dbt_project, write_elt_dag
 
 pytestmark = pytest.mark.e2e
@@ -54,15 +54,9 @@ def test_ten_sources_and_a_14_interval_backfill_without_a_failed_attempt(tmp_pat
     with isolated_stack(tmp_path / "stack", {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)}) as stack:
         api = Api(stack)
         wait_for_dag(api, DAG_ID)
-        api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         started = time.monotonic()
-        api.call("POST", "/backfills", json={"dag_id": DAG_ID, "from_date": FROM_DATE, "to_date": TO_DATE})
-        runs: list[dict] = []
-        while time.monotonic() - started < DEADLINE_SECONDS:
-            runs = [r for r in api.all_items(f"/dags/{DAG_ID}/dagRuns", "dag_runs") if r["run_type"] == "backfill"]
-            if len(runs) == INTERVALS and all(r["state"] in ("success", "failed") for r in runs):
-                break
-            time.sleep(10)
+        backfill = start_backfill(api, DAG_ID, FROM_DATE, TO_DATE)
+        runs = wait_for_backfill(api, DAG_ID, backfill["id"], runs=INTERVALS, timeout=DEADLINE_SECONDS)
         took = time.monotonic() - started
         attempts = Counter()
         for run in runs:

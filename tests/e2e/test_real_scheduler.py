@@ -27,7 +27,15 @@ import pytest
 
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
 from scripts.airflow_stack import AirflowStack
-from tests.e2e.airflow_api import RUN_TIMEOUT, Api, isolated_stack, wait_for_dag, wait_for_run
+from tests.e2e.airflow_api import (
+    RUN_TIMEOUT,
+    Api,
+    isolated_stack,
+    start_backfill,
+    wait_for_backfill,
+    wait_for_dag,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -174,22 +182,9 @@ def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack
 
     api = Api(stack)
     wait_for_dag(api, DAG_ID)
-    api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     started = time.monotonic()
-    backfill = api.call(
-        "POST", "/backfills", json={"dag_id": DAG_ID, "from_date": BACKFILL_FROM, "to_date": BACKFILL_TO}
-    )
-    runs: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 3 * RUN_TIMEOUT
-    while time.monotonic() < deadline:
-        runs = [
-            r
-            for r in api.all_items(f"/dags/{DAG_ID}/dagRuns", "dag_runs")
-            if r["run_type"] == "backfill" and r.get("backfill_id") in (None, backfill["id"])
-        ]
-        if len(runs) == 5 and all(r["state"] in ("success", "failed") for r in runs):
-            break
-        time.sleep(5)
+    backfill = start_backfill(api, DAG_ID, BACKFILL_FROM, BACKFILL_TO)
+    runs = wait_for_backfill(api, DAG_ID, backfill["id"], runs=5, timeout=3 * RUN_TIMEOUT)
     took = time.monotonic() - started
     assert len(runs) == 5, f"expected 5 backfill runs, got {[(r['dag_run_id'], r['state']) for r in runs]}"
     durations = [
