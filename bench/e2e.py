@@ -323,6 +323,10 @@ def task_kind(ti: dict[str, Any]) -> str:
         return "extract"
     if task_id.endswith(".load"):
         return "load"
+    if task_id == "dbt.dbt_producer_watcher":
+        return "dbt build (watcher producer)"
+    if task_id == "dbt.dbt_producer_watcher_done":
+        return "other"
     if task_id.startswith("dbt.") and task_id.endswith(".run"):
         return "dbt run"
     if task_id.startswith("dbt."):

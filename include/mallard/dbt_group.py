@@ -3,6 +3,13 @@
 The graph comes from `target/manifest.json`, built ahead of time (`make manifest`, `.ci/run`
 and the Dockerfile), so parsing the DAG never runs dbt. Nothing here names a model: any dbt
 project whose sources point at the `raw_<source>` schemas works.
+
+Execution is Cosmos's watcher mode: one task (`dbt_producer_watcher`) runs a single `dbt build`
+in the warehouse pool, and every model and test task watches its own node's result in that
+build (XCom), so a failed model or test fails its own task and what depends on it does not run.
+A task per dbt node would cost a process start, a DAG parse and a dbt start each, one after
+another in the pool (docs/benchmarks.md). A retried or cleared model/test task re-runs its own
+node with dbt; the profile's `retries.connect_attempts` makes that wait for the writer lock.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from airflow.task.trigger_rule import TriggerRule
 from cosmos import (
     DbtTaskGroup,
     ExecutionConfig,
@@ -23,6 +31,7 @@ from cosmos import (
     RenderConfig,
     TestBehavior,
 )
+from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
 
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
@@ -32,6 +41,8 @@ FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
 _PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
+# A watcher starts after the build and finds its result at once; this bounds a missing one.
+WATCHER_TIMEOUT_SECONDS = 300
 
 
 class DbtProjectError(RuntimeError):
@@ -88,7 +99,7 @@ def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
 
 
 def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_group_kwargs: Any) -> DbtTaskGroup:
-    """A Cosmos DbtTaskGroup over `dbt_project_dir`; every dbt task runs in the warehouse pool."""
+    """A Cosmos DbtTaskGroup over `dbt_project_dir`: one `dbt build` in the warehouse pool, watched per node."""
     project = read_dbt_project(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
     profiles_file = dbt_project_dir / "profiles.yml"
@@ -97,7 +108,7 @@ def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_grou
             f"{profiles_file} is missing. Add a profile {project.get('profile')!r} with a `{PROFILE_TARGET}` target "
             f"whose path is {{{{ env_var('{WAREHOUSE_PATH_ENV}') }}}} (see include/dbt/profiles.yml)."
         )
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=dbt_project_dir,
@@ -110,19 +121,27 @@ def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_grou
             profiles_yml_filepath=profiles_file,
         ),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            # dbt runs inside the task process: no extra interpreter start per task.
+            execution_mode=ExecutionMode.WATCHER,
+            # dbt runs inside the task process: no extra interpreter start.
             invocation_mode=InvocationMode.DBT_RUNNER,
+            # The producer is the one dbt writer. Cosmos skips a producer retry (it would build
+            # everything twice); failed nodes are retried by their own tasks instead.
+            setup_operator_args={"pool": WAREHOUSE_POOL, "retries": 0},
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
-            # A test on two models (relationships) runs once both exist, as its own task.
-            should_detach_multiple_parents_tests=True,
+            # A test on two models (relationships) is watched by the test task of each model.
+            should_detach_multiple_parents_tests=False,
         ),
         operator_args={
             "install_deps": False,
-            "pool": WAREHOUSE_POOL,
+            # Watchers start once the build is over (`_watch_after_build`), so their first check
+            # finds the result: no deferral (it can hang `airflow dags test`), no reschedule.
+            "deferrable": False,
+            "mode": "poke",
+            "poke_interval": 5,
+            "timeout": WATCHER_TIMEOUT_SECONDS,
             # Resolved when the task runs, so parsing never looks up the Airflow connection.
             "env": {WAREHOUSE_PATH_ENV: "{{ mallard_warehouse_path() }}"},
             # Incremental models rebuild only the run's interval (see macros/interval_filter.sql).
@@ -132,3 +151,23 @@ def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_grou
         },
         **task_group_kwargs,
     )
+    _watch_after_build(group)
+    return group
+
+
+def _watch_after_build(group: DbtTaskGroup) -> None:
+    """Start the first model tasks when the one `dbt build` is over, whatever its outcome.
+
+    Cosmos starts watchers beside their producer inside a DbtTaskGroup; then `airflow dags test`,
+    which runs one task at a time in any order, can run a watcher first and wait forever, and
+    under a scheduler early watchers reschedule. After the build, a watcher reads its node's
+    result at once. Upstream are the producer (success or failure: report each node) and its
+    done-gate (success when a cleared producer skipped: Cosmos then re-runs nodes one by one);
+    when neither ran (ingestion failed), the model tasks are skipped.
+    """
+    producer = group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}")
+    producer_done = group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}")
+    for task in group.get_roots():
+        if task is not producer:
+            [producer, producer_done] >> task
+            task.trigger_rule = TriggerRule.ONE_DONE

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -120,3 +122,23 @@ def small_dbt_project(project: Path) -> Path:
     command = [sys.executable, "-m", "include.mallard.cli", "manifest", "--dbt-project-dir", str(project)]
     subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True)
     return project
+
+
+HOLD_WAREHOUSE = (
+    "import duckdb, sys, time; connection = duckdb.connect(sys.argv[1]); "
+    "print('holding', flush=True); time.sleep(float(sys.argv[2]))"
+)
+
+
+@contextmanager
+def warehouse_held_open(warehouse: Path, seconds: float) -> Iterator[subprocess.Popen]:
+    """Another process (think: a SQL client) holds the warehouse open for writing for `seconds`."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAREHOUSE, str(warehouse), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

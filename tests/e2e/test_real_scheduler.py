@@ -44,6 +44,9 @@ LOGICAL_DATE = "2024-01-08T00:00:00Z"
 RUN_CONF = {"start": "2024-01-01", "end": "2024-01-08"}
 DAYS_IN_RUN = 7
 LOCK_RETRY_TEXT = "locked by another process"  # retry_on_lock's warning: a lock was met and waited out
+# Cosmos logs this when a model/test task runs dbt itself instead of reading the one build's result.
+WATCHER_FALLBACK_TEXT = "Falling back to running"
+PRODUCER_TASK_ID = "dbt.dbt_producer_watcher"
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +160,13 @@ def test_mallard_elt_runs_on_the_real_scheduler(stack: AirflowStack):
     print(f"log files scanned: {len(logs)}; '{LOCK_ERROR_TEXT}': {sum(lock_errors.values())}")
     assert sum(lock_errors.values()) == 0, {p: n for p, n in lock_errors.items() if n}
     assert sum(lock_waits.values()) == 0, {p: n for p, n in lock_waits.items() if n}
+    # One `dbt build` did the dbt work: no model or test task ran dbt on its own (Cosmos does on
+    # a first try that finds no result, and on every retry).
+    fallbacks = [str(p) for p in logs if WATCHER_FALLBACK_TEXT in p.read_text(errors="replace")]
+    assert not fallbacks, fallbacks
+    assert not [task_id for task_id in retried if task_id.startswith("dbt.")]
+    dbt_spans = [span for span in spans if span.task_id.startswith("dbt.")]
+    assert [span.task_id for span in dbt_spans if span.pool == WAREHOUSE_POOL] == [PRODUCER_TASK_ID]
 
     stack.check_loopback_only()  # still nothing beyond loopback, now that tasks have run
 

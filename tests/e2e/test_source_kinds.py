@@ -15,10 +15,6 @@ import datetime as dt
 import json
 import logging
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -33,6 +29,7 @@ from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
 from include.mallard.sources import schema_store
 from include.mallard.warehouse import is_lock_error, retry_on_lock
+from tests.e2e.helpers import warehouse_held_open
 from tests.e2e.servers import (
     API_KEY,
     API_PASSWORD,
@@ -507,26 +504,6 @@ def test_loads_cap_duckdb_memory(runner, tmp_path, monkeypatch, setting, shown):
         [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
     assert limit == shown
     assert runner.query("select city from raw_master.stores") == [("Lyon",)]
-
-
-HOLD_WAREHOUSE = (
-    "import duckdb, sys, time; connection = duckdb.connect(sys.argv[1]); "
-    "print('holding', flush=True); time.sleep(float(sys.argv[2]))"
-)
-
-
-@contextmanager
-def warehouse_held_open(warehouse: Path, seconds: float) -> Iterator[subprocess.Popen]:
-    """Another process (think: a SQL client) holds the warehouse open for writing for `seconds`."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_WAREHOUSE, str(warehouse), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_load_waits_for_a_locked_warehouse_then_fails_clearly_and_keeps_its_data(runner, tmp_path, caplog):

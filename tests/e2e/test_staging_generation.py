@@ -277,15 +277,14 @@ def test_the_dag_renders_generated_models_with_their_tests_downstream(run):
         "stg_nest__orders__items__tags",
     ):
         assert f"dbt.{model}.run" in dag.get_task(f"dbt.{model}.test").upstream_task_ids
-    assert "ingestion_done" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    assert "ingestion_done" in dag.get_task("dbt.dbt_producer_watcher").upstream_task_ids
+    assert "dbt.dbt_producer_watcher" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
     assert "ingest_inventory.load" in dag.get_task("ingestion_done").upstream_task_ids
-    # The parent-child relationship test (two models) is its own task, after both models and their tests.
-    relationship = [
-        t for t in dag.task_ids if t.startswith("dbt.") and "relationships_stg_nest__orders__items__dlt" in t
-    ]
-    assert len(relationship) == 1
-    upstream = dag.get_task(relationship[0]).upstream_task_ids
-    assert {"dbt.stg_nest__orders.test", "dbt.stg_nest__orders__items.test"} <= upstream
+    # The parent-child relationship test (two models) is watched by the test task of each model.
+    tests_per_model = dag.get_task("dbt.dbt_producer_watcher").tests_per_model
+    for model in ("stg_nest__orders", "stg_nest__orders__items"):
+        [watched] = [tests for unique_id, tests in tests_per_model.items() if unique_id.endswith(f".{model}")]
+        assert [t for t in watched if ".relationships_stg_nest__orders__items__dlt" in t], (model, watched)
 
 
 def test_the_dag_task_callable_skips_unloaded_sources_and_rewrites_nothing(run, monkeypatch):
