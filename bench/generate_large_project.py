@@ -35,7 +35,7 @@ from bench.common import prepare_environment
 SYNTHETIC_TABLES = ("customers", "orders", "payments")
 # Shares of the models per layer, as in a typical dbt project.
 STAGING_SHARE, INTERMEDIATE_SHARE = 0.4, 0.35
-# One mart in this many also gets a relationships test (two parents: a detached test task in Cosmos).
+# One mart in this many also gets a relationships test (two parents: watched by both models' test tasks).
 RELATIONSHIPS_EVERY = 5
 
 
@@ -260,14 +260,16 @@ with DAG(dag_id="cosmos_only", schedule=None, start_date=dt.datetime(2024, 1, 1,
             profile_name={profile!r}, target_name="duckdb", profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
         ),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+            execution_mode=ExecutionMode.WATCHER,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            setup_operator_args={{"retries": 0}},
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
-            should_detach_multiple_parents_tests=True,
+            should_detach_multiple_parents_tests=False,
         ),
-        operator_args={{"install_deps": False}},
+        operator_args={{"install_deps": False, "deferrable": False, "mode": "poke", "timeout": 300}},
     )
 '''
 

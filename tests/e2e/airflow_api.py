@@ -8,6 +8,7 @@ a run while the DAG is paused and then unpauses it, so that exactly that run sta
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -119,17 +120,27 @@ def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float = RUN_TIMEOU
     raise AssertionError(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
-def start_backfill(api: Api, dag_id: str, from_date: str, to_date: str) -> dict[str, Any]:
-    """Unpause the DAG (backfill runs wait while it is paused) and `POST /backfills`; the backfill."""
-    api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-    return api.call("POST", "/backfills", json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date})
+def start_backfill(api: Api, dag_id: str, from_date: str, to_date: str, reprocess: str = "none") -> dict[str, Any]:
+    """Unpause the DAG (backfill runs wait while it is paused) and `POST /backfills`; the backfill.
 
-
-def wait_for_backfill(api: Api, dag_id: str, backfill_id: int, runs: int, timeout: float) -> list[dict[str, Any]]:
-    """The backfill's runs once `runs` of them exist and all have finished, or as they are at `timeout`.
-
-    Prints how many are done every minute. The caller asserts on what it gets.
+    `reprocess` is the backfill's reprocess_behavior: "none", "failed" or "completed".
     """
+    api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess}
+    return api.call("POST", "/backfills", json=body)
+
+
+def wait_for_backfill(
+    api: Api, dag_id: str, backfill: dict[str, Any], runs: int, timeout: float
+) -> list[dict[str, Any]]:
+    """The backfill's runs once `runs` of them exist and have finished and the backfill is completed.
+
+    Its runs are the DAG's backfill runs with a logical date in [from_date, to_date]: a run list
+    has no backfill id, and a reprocessing backfill takes over (clears) earlier runs of its days.
+    At `timeout`, the runs as they are. Prints how many are done every minute. The caller asserts
+    on what it gets.
+    """
+    first, last = (dt.datetime.fromisoformat(backfill[key]) for key in ("from_date", "to_date"))
     deadline = time.monotonic() + timeout
     last_report = time.monotonic()
     found: list[dict[str, Any]] = []
@@ -137,13 +148,15 @@ def wait_for_backfill(api: Api, dag_id: str, backfill_id: int, runs: int, timeou
         found = [
             r
             for r in api.all_items(f"/dags/{dag_id}/dagRuns", "dag_runs")
-            if r["run_type"] == "backfill" and r.get("backfill_id") in (None, backfill_id)
+            if r["run_type"] == "backfill" and first <= dt.datetime.fromisoformat(r["logical_date"]) <= last
         ]
         done = [r for r in found if r["state"] in ("success", "failed")]
-        if len(found) == runs and len(done) == runs:
+        # The scheduler marks the backfill completed a moment after its last run; until then no
+        # other backfill of the DAG may start.
+        if len(found) == runs and len(done) == runs and api.call("GET", f"/backfills/{backfill['id']}")["completed_at"]:
             break
         if time.monotonic() - last_report > 60:
-            print(f"  backfill {backfill_id}: {len(done)}/{runs} runs done", flush=True)
+            print(f"  backfill {backfill['id']}: {len(done)}/{runs} runs done", flush=True)
             last_report = time.monotonic()
         time.sleep(5)
     return found

@@ -56,7 +56,7 @@ def test_ten_sources_and_a_14_interval_backfill_without_a_failed_attempt(tmp_pat
         wait_for_dag(api, DAG_ID)
         started = time.monotonic()
         backfill = start_backfill(api, DAG_ID, FROM_DATE, TO_DATE)
-        runs = wait_for_backfill(api, DAG_ID, backfill["id"], runs=INTERVALS, timeout=DEADLINE_SECONDS)
+        runs = wait_for_backfill(api, DAG_ID, backfill, runs=INTERVALS, timeout=DEADLINE_SECONDS)
         took = time.monotonic() - started
         attempts = Counter()
         for run in runs:

@@ -184,41 +184,13 @@ def test_mallard_elt_runs_on_the_real_scheduler(stack: AirflowStack):
 BACKFILL_FROM, BACKFILL_TO = "2024-02-01T00:00:00Z", "2024-02-05T00:00:00Z"
 
 
-def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack):
-    """`POST /backfills` over 5 days (default max_active_runs 10): every run loads its own day, no lock fails."""
+def _assert_days_loaded_exactly(stack: AirflowStack, first: dt.datetime, last: dt.datetime) -> None:
+    """raw_shop and the marts hold exactly the synthetic shop's rows of [first, last), each once."""
     from include.mallard.config import get_source
     from include.mallard.paths import SOURCES_DIR
     from include.mallard.sources import synthetic
 
-    api = Api(stack)
-    wait_for_dag(api, DAG_ID)
-    started = time.monotonic()
-    backfill = start_backfill(api, DAG_ID, BACKFILL_FROM, BACKFILL_TO)
-    runs = wait_for_backfill(api, DAG_ID, backfill["id"], runs=5, timeout=3 * RUN_TIMEOUT)
-    took = time.monotonic() - started
-    assert len(runs) == 5, f"expected 5 backfill runs, got {[(r['dag_run_id'], r['state']) for r in runs]}"
-    durations = [
-        (dt.datetime.fromisoformat(r["end_date"]) - dt.datetime.fromisoformat(r["start_date"])).total_seconds()
-        for r in runs
-    ]
-    print(f"\n5-day backfill: {took:.0f} s wall; per run {', '.join(f'{d:.0f}' for d in durations)} s")
-    for run in runs:
-        if run["state"] != "success":
-            path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
-            report = _failure_report(stack.home, _spans(api.all_items(path, "task_instances")))
-            raise AssertionError(f"backfill run {run['dag_run_id']} {run['state']}:\n{report}")
-
-    # Each run's data interval is one day; together they cover 5 consecutive days, each once.
-    intervals = sorted(
-        (dt.datetime.fromisoformat(r["data_interval_start"]), dt.datetime.fromisoformat(r["data_interval_end"]))
-        for r in runs
-    )
-    assert all(end - start == dt.timedelta(days=1) for start, end in intervals), intervals
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(intervals)), intervals
-    first, last = intervals[0][0], intervals[-1][1]
-
-    shop = get_source(SOURCES_DIR, "shop")
-    orders, payments = synthetic.interval_rows(shop, first, last)
+    orders, payments = synthetic.interval_rows(get_source(SOURCES_DIR, "shop"), first, last)
     by_day = Counter(o["ordered_at"].date() for o in orders)
     warehouse = Path(stack.env["MALLARD_WAREHOUSE_PATH"])
     with duckdb.connect(str(warehouse), read_only=True) as connection:
@@ -236,5 +208,57 @@ def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack
         ).fetchall()
     assert dict(mart_days) == dict(by_day)
 
+
+def _raise_for_failed_runs(stack: AirflowStack, api: Api, runs: list[dict[str, Any]], what: str) -> None:
+    for run in runs:
+        if run["state"] != "success":
+            path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
+            report = _failure_report(stack.home, _spans(api.all_items(path, "task_instances")))
+            raise AssertionError(f"{what} run {run['dag_run_id']} {run['state']}:\n{report}")
+
+
+def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack):
+    """`POST /backfills` over 5 days (default max_active_runs 10): every run loads its own day, no lock fails."""
+    api = Api(stack)
+    wait_for_dag(api, DAG_ID)
+    started = time.monotonic()
+    backfill = start_backfill(api, DAG_ID, BACKFILL_FROM, BACKFILL_TO)
+    runs = wait_for_backfill(api, DAG_ID, backfill, runs=5, timeout=3 * RUN_TIMEOUT)
+    took = time.monotonic() - started
+    assert len(runs) == 5, f"expected 5 backfill runs, got {[(r['dag_run_id'], r['state']) for r in runs]}"
+    durations = [
+        (dt.datetime.fromisoformat(r["end_date"]) - dt.datetime.fromisoformat(r["start_date"])).total_seconds()
+        for r in runs
+    ]
+    print(f"\n5-day backfill: {took:.0f} s wall; per run {', '.join(f'{d:.0f}' for d in durations)} s")
+    _raise_for_failed_runs(stack, api, runs, "backfill")
+
+    # Each run's data interval is one day; together they cover 5 consecutive days, each once.
+    intervals = sorted(
+        (dt.datetime.fromisoformat(r["data_interval_start"]), dt.datetime.fromisoformat(r["data_interval_end"]))
+        for r in runs
+    )
+    assert all(end - start == dt.timedelta(days=1) for start, end in intervals), intervals
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(intervals)), intervals
+    _assert_days_loaded_exactly(stack, intervals[0][0], intervals[-1][1])
+
     logs = task_logs(stack.home)
     assert sum(p.read_text(errors="replace").count(LOCK_ERROR_TEXT) for p in logs) == 0
+
+
+def test_reprocessing_backfilled_days_reloads_them_exactly(stack: AirflowStack):
+    """A backfill with `reprocess_behavior: completed` clears two finished days and runs them again.
+
+    Cosmos does not run a cleared `dbt build` again: each model and test task re-runs its own node
+    with dbt, outside the writer pool, several at a time. They must wait for the warehouse, not
+    fail on its lock, and the days must hold their rows once.
+    """
+    api = Api(stack)
+    backfill = start_backfill(api, DAG_ID, "2024-02-02T00:00:00Z", "2024-02-03T00:00:00Z", reprocess="completed")
+    runs = wait_for_backfill(api, DAG_ID, backfill, runs=2, timeout=3 * RUN_TIMEOUT)
+    assert len(runs) == 2, [(r["dag_run_id"], r["state"]) for r in runs]
+    _raise_for_failed_runs(stack, api, runs, "reprocessed")
+    node_reruns = [p for p in task_logs(stack.home) if "dbt run completed successfully on retry" in p.read_text()]
+    print(f"\nreprocessed 2 days; model tasks that re-ran their node: {len(node_reruns)}")
+    _assert_days_loaded_exactly(stack, dt.datetime(2024, 2, 2, tzinfo=dt.UTC), dt.datetime(2024, 2, 4, tzinfo=dt.UTC))
+    assert sum(p.read_text(errors="replace").count(LOCK_ERROR_TEXT) for p in task_logs(stack.home)) == 0
