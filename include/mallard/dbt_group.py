@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from airflow.sdk import BaseOperator
 from airflow.task.trigger_rule import TriggerRule
 from cosmos import (
     DbtTaskGroup,
@@ -155,6 +156,15 @@ def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_grou
     return group
 
 
+def build_done_gate(group: DbtTaskGroup) -> BaseOperator:
+    """The task after the `dbt build`: success when it succeeded or was skipped, else upstream_failed.
+
+    Put what must fail with a failed (or never started) build downstream of it: the model tasks
+    of a build that never ran are skipped, and skips alone would let the DAG run succeed.
+    """
+    return group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}")
+
+
 def _watch_after_build(group: DbtTaskGroup) -> None:
     """Start the first model tasks when the one `dbt build` is over, whatever its outcome.
 
@@ -162,11 +172,12 @@ def _watch_after_build(group: DbtTaskGroup) -> None:
     which runs one task at a time in any order, can run a watcher first and wait forever, and
     under a scheduler early watchers reschedule. After the build, a watcher reads its node's
     result at once. Upstream are the producer (success or failure: report each node) and its
-    done-gate (success when a cleared producer skipped: Cosmos then re-runs nodes one by one);
-    when neither ran (ingestion failed), the model tasks are skipped.
+    done-gate (success when a cleared producer skipped: Cosmos then re-runs each node in its own
+    task); when neither ran (ingestion failed), the model tasks are skipped, so the factory puts
+    the gate upstream of the DAG's last task as well.
     """
     producer = group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}")
-    producer_done = group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}")
+    producer_done = build_done_gate(group)
     for task in group.get_roots():
         if task is not producer:
             [producer, producer_done] >> task

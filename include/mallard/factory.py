@@ -21,7 +21,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
 
 from include.mallard.config import SourceConfig, get_source, load_sources
 from include.mallard.dbt_docs import generate_dbt_docs
-from include.mallard.dbt_group import build_dbt_group
+from include.mallard.dbt_group import build_dbt_group, build_done_gate
 from include.mallard.interval import interval_bound, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.staging import generate_staging_task
@@ -158,7 +158,8 @@ def build_elt_dag(
             # direct edges cost 1.3 s of parse time (docs/benchmarks.md).
             gate = EmptyOperator(task_id="ingestion_done", doc_md="Every source is loaded; dbt may start.")
         ingestion >> gate >> dbt
-        dbt >> docs
+        # A build that failed or never ran must fail the run, even when every model task skipped.
+        [dbt, build_done_gate(dbt)] >> docs
     return dag
 
 

@@ -1,9 +1,10 @@
 """A dbt test that fails on bad source data stops what depends on it and keeps the last good marts.
 
-Two `airflow dags test` runs of the ELT DAG over the demo sources, with the stores CSV in a folder
-of the test's own: a clean day, then a day after a store without a name was added to the CSV. The
-staging test `not_null` on `store_name` must fail its task, every model downstream must not run,
-the log must name the test and its failing row count, and the marts must be those of the clean day.
+Three `airflow dags test` runs of the ELT DAG over the demo sources, with the stores CSV in a
+folder of the test's own: a clean day, then a day after a store without a name was added to the
+CSV. The staging test `not_null` on `store_name` must fail its task, every model downstream must
+not run, the log must name the test and its failing row count, and the marts must be those of the
+clean day. Then a day whose CSV cannot be read: ingestion fails, dbt never starts, the run fails.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def _task_states(airflow_home: Path, logical_date: str) -> dict[str, str]:
     return dict(rows)
 
 
+def _run_state(airflow_home: Path, logical_date: str) -> str:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        [(state,)] = db.execute(
+            "select state from dag_run where dag_id = ? and logical_date like ?", [DAG_ID, f"{logical_date}%"]
+        ).fetchall()
+    return state
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dbt-failure")
@@ -45,7 +54,8 @@ def runs(tmp_path_factory):
     for name in ("shop.yml", "marketing.yml"):
         shutil.copy(SOURCES_DIR / name, sources / name)
     stores_config = (SOURCES_DIR / "stores.yml").read_text()
-    (sources / "stores.yml").write_text(stores_config.replace("path: include/data/stores", f"path: {stores_data}"))
+    stores_config = stores_config.replace("path: include/data/stores", f"path: {stores_data}")
+    (sources / "stores.yml").write_text(stores_config + "retries: 0\n")  # fail at once in the broken run
     write_elt_dag(dags, DAG_ID, sources)
 
     warehouse, airflow_home = root / "warehouse.duckdb", root / "airflow"
@@ -61,13 +71,22 @@ def runs(tmp_path_factory):
     with bad_log.open("w") as output:
         command = [AIRFLOW, "dags", "test", DAG_ID, "2024-01-09"]
         subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=900)
+    raw_stores = table_checksums(warehouse)["raw_stores.stores"]
+
+    # A file dlt cannot read: ingestion fails, so dbt never runs, and the run must fail.
+    csv_file.write_text(csv_file.read_text() + "7,Oslo\n")  # 2 fields, the header has 5
+    with (root / "broken-ingestion.log").open("w") as output:
+        command = [AIRFLOW, "dags", "test", DAG_ID, "2024-01-10"]
+        subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=900)
     return {
         "clean_states": _task_states(airflow_home, "2024-01-08"),
         "bad_states": _task_states(airflow_home, "2024-01-09"),
+        "broken_ingestion_states": _task_states(airflow_home, "2024-01-10"),
+        "broken_ingestion_run": _run_state(airflow_home, "2024-01-10"),
         "clean_marts": clean_marts,
         "marts_after": {k: v for k, v in table_checksums(warehouse).items() if k.startswith("marts.")},
         "bad_log": bad_log.read_text(errors="replace"),
-        "raw_stores": table_checksums(warehouse)["raw_stores.stores"],
+        "raw_stores": raw_stores,
     }
 
 
@@ -92,3 +111,14 @@ def test_the_log_names_the_failing_test_and_how_many_rows_failed(runs):
 
 def test_the_marts_of_the_last_good_run_are_intact(runs):
     assert runs["clean_marts"] and runs["marts_after"] == runs["clean_marts"]
+
+
+def test_failed_ingestion_fails_the_run_and_dbt_never_starts(runs):
+    states = runs["broken_ingestion_states"]
+    assert states["ingest_stores.extract"] == "failed"
+    assert states["ingest_stores.load"] == "upstream_failed"
+    assert states["dbt.dbt_producer_watcher"] == "upstream_failed"
+    # The model tasks of a build that never ran are skipped; the run must fail all the same.
+    assert states["dbt.stg_stores__stores.run"] == "skipped"
+    assert states["dbt_docs"] == "upstream_failed"
+    assert runs["broken_ingestion_run"] == "failed"
