@@ -42,6 +42,10 @@ FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
 _PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
+DEFAULT_GROUP_ID = "dbt"
+# The `dbt build` task and its done-gate, as Cosmos names them inside the group.
+BUILD_TASK_ID = f"{DEFAULT_GROUP_ID}.{PRODUCER_WATCHER_TASK_ID}"
+BUILD_DONE_TASK_ID = f"{DEFAULT_GROUP_ID}.{PRODUCER_WATCHER_DONE_TASK_ID}"
 # A watcher starts after the build and finds its result at once; this bounds a missing one.
 WATCHER_TIMEOUT_SECONDS = 300
 
@@ -99,7 +103,9 @@ def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
     return manifest
 
 
-def build_dbt_group(dbt_project_dir: Path, *, group_id: str = "dbt", **task_group_kwargs: Any) -> DbtTaskGroup:
+def build_dbt_group(
+    dbt_project_dir: Path, *, group_id: str = DEFAULT_GROUP_ID, **task_group_kwargs: Any
+) -> DbtTaskGroup:
     """A Cosmos DbtTaskGroup over `dbt_project_dir`: one `dbt build` in the warehouse pool, watched per node."""
     project = read_dbt_project(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
@@ -162,7 +168,11 @@ def build_done_gate(group: DbtTaskGroup) -> BaseOperator:
     Put what must fail with a failed (or never started) build downstream of it: the model tasks
     of a build that never ran are skipped, and skips alone would let the DAG run succeed.
     """
-    return group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}")
+    return _group_task(group, PRODUCER_WATCHER_DONE_TASK_ID)
+
+
+def _group_task(group: DbtTaskGroup, task_id: str) -> BaseOperator:
+    return group.dag.get_task(f"{group.group_id}.{task_id}")
 
 
 def _watch_after_build(group: DbtTaskGroup) -> None:
@@ -176,7 +186,7 @@ def _watch_after_build(group: DbtTaskGroup) -> None:
     task); when neither ran (ingestion failed), the model tasks are skipped, so the factory puts
     the gate upstream of the DAG's last task as well.
     """
-    producer = group.dag.get_task(f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}")
+    producer = _group_task(group, PRODUCER_WATCHER_TASK_ID)
     producer_done = build_done_gate(group)
     for task in group.get_roots():
         if task is not producer:

@@ -11,11 +11,12 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from include.mallard.config.loader import source_files
+from include.mallard.dbt_group import BUILD_DONE_TASK_ID
+from include.mallard.dbt_group import BUILD_TASK_ID as PRODUCER_TASK_ID
 from include.mallard.factory import build_elt_dag
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 from include.mallard.warehouse import WAREHOUSE_POOL
 
-PRODUCER_TASK_ID = "dbt.dbt_producer_watcher"
 SNAPSHOT = Path(__file__).parent / "snapshots" / "mallard_elt.json"
 
 
@@ -105,12 +106,12 @@ def test_one_dbt_build_writes_the_warehouse_and_the_model_tasks_watch_it(elt_dag
 
 def test_model_tasks_start_when_the_build_is_over_whatever_its_outcome(elt_dag):
     # `airflow dags test` runs ready tasks in any order: a watcher before its build would wait forever.
-    producer_and_gate = {PRODUCER_TASK_ID, f"{PRODUCER_TASK_ID}_done"}
+    producer_and_gate = {PRODUCER_TASK_ID, BUILD_DONE_TASK_ID}
     first_models = [elt_dag.get_task(f"dbt.{model}.run") for model in ("stg_shop__orders", "stg_stores__stores")]
     for task in first_models:
         assert task.upstream_task_ids == producer_and_gate
         # A failed build still reports each node (success or failure); a skipped one lets the
-        # gate succeed (nodes are re-run one by one); if neither ran, the model is skipped.
+        # gate succeed (each node is re-run by its own task); if neither ran, the model is skipped.
         assert task.trigger_rule == "one_done"
     for task in elt_dag.tasks:
         if task.task_id.startswith("dbt.") and task.task_id not in producer_and_gate:

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from include.mallard.dbt_group import BUILD_TASK_ID
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
 from scripts.airflow_stack import AirflowStack
 from tests.e2e.airflow_api import (
@@ -46,7 +47,6 @@ DAYS_IN_RUN = 7
 LOCK_RETRY_TEXT = "locked by another process"  # retry_on_lock's warning: a lock was met and waited out
 # Cosmos logs these when a model / test task runs dbt itself instead of reading the build's result.
 WATCHER_FALLBACK_TEXTS = ("Falling back to running", "Running tests for model")
-PRODUCER_TASK_ID = "dbt.dbt_producer_watcher"
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +155,19 @@ def test_mallard_elt_runs_on_the_real_scheduler(stack: AirflowStack):
 
     logs = task_logs(home)
     assert logs, f"no task logs under {home / 'logs'}"
-    lock_errors = {str(p): p.read_text(errors="replace").count(LOCK_ERROR_TEXT) for p in logs}
-    lock_waits = {str(p): p.read_text(errors="replace").count(LOCK_RETRY_TEXT) for p in logs}
+    log_texts = {str(p): p.read_text(errors="replace") for p in logs}
+    lock_errors = {path: text.count(LOCK_ERROR_TEXT) for path, text in log_texts.items()}
+    lock_waits = {path: text.count(LOCK_RETRY_TEXT) for path, text in log_texts.items()}
     print(f"log files scanned: {len(logs)}; '{LOCK_ERROR_TEXT}': {sum(lock_errors.values())}")
     assert sum(lock_errors.values()) == 0, {p: n for p, n in lock_errors.items() if n}
     assert sum(lock_waits.values()) == 0, {p: n for p, n in lock_waits.items() if n}
     # One `dbt build` did the dbt work: no model or test task ran dbt on its own (Cosmos does on
     # a first try that finds no result, and on every retry).
-    fallbacks = [str(p) for p in logs if any(t in p.read_text(errors="replace") for t in WATCHER_FALLBACK_TEXTS)]
+    fallbacks = [path for path, text in log_texts.items() if any(t in text for t in WATCHER_FALLBACK_TEXTS)]
     assert not fallbacks, fallbacks
     assert not [task_id for task_id in retried if task_id.startswith("dbt.")]
     dbt_spans = [span for span in spans if span.task_id.startswith("dbt.")]
-    assert [span.task_id for span in dbt_spans if span.pool == WAREHOUSE_POOL] == [PRODUCER_TASK_ID]
+    assert [span.task_id for span in dbt_spans if span.pool == WAREHOUSE_POOL] == [BUILD_TASK_ID]
 
     stack.check_loopback_only()  # still nothing beyond loopback, now that tasks have run
 

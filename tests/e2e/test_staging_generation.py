@@ -22,6 +22,7 @@ from dbt.cli.main import dbtRunner
 
 from include.mallard import ingest
 from include.mallard.config import get_source
+from include.mallard.dbt_group import BUILD_TASK_ID
 from include.mallard.interval import Interval
 from include.mallard.paths import DBT_PROJECT_DIR
 from include.mallard.staging import generate_and_rebuild, generate_staging_task
@@ -277,11 +278,11 @@ def test_the_dag_renders_generated_models_with_their_tests_downstream(run):
         "stg_nest__orders__items__tags",
     ):
         assert f"dbt.{model}.run" in dag.get_task(f"dbt.{model}.test").upstream_task_ids
-    assert "ingestion_done" in dag.get_task("dbt.dbt_producer_watcher").upstream_task_ids
-    assert "dbt.dbt_producer_watcher" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    assert "ingestion_done" in dag.get_task(BUILD_TASK_ID).upstream_task_ids
+    assert BUILD_TASK_ID in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
     assert "ingest_inventory.load" in dag.get_task("ingestion_done").upstream_task_ids
     # The parent-child relationship test (two models) is watched by the test task of each model.
-    tests_per_model = dag.get_task("dbt.dbt_producer_watcher").tests_per_model
+    tests_per_model = dag.get_task(BUILD_TASK_ID).tests_per_model
     for model in ("stg_nest__orders", "stg_nest__orders__items"):
         [watched] = [tests for unique_id, tests in tests_per_model.items() if unique_id.endswith(f".{model}")]
         assert [t for t in watched if ".relationships_stg_nest__orders__items__dlt" in t], (model, watched)
