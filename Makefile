@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/env.sh &&
+MALLARD := $(VENV)/bin/mallard
 DEMO_DATE ?= 2024-01-08
 DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
 
@@ -10,23 +11,25 @@ DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
 
 # Install everything into .venv (re-runs only when the requirements change).
 install: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-local.txt
+# The project itself is installed in editable mode: that puts the `mallard` command in .venv/bin.
+$(VENV)/.installed: requirements.txt requirements-local.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-local.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # Build include/dbt/target/manifest.json, which Cosmos renders the dbt tasks from.
 manifest: install
-	$(ENV) $(PY) -m include.mallard.cli manifest
+	$(MALLARD) manifest
 
 # Run the whole pipeline once on the demo sources (a week of data) and print the marts.
 demo: manifest
-	$(ENV) $(PY) -m include.mallard.cli validate
+	$(MALLARD) validate
 	$(ENV) $(VENV)/bin/airflow db migrate > /dev/null
 	$(ENV) $(VENV)/bin/airflow dags test mallard_elt $(DEMO_DATE) --conf '$(DEMO_CONF)' > .airflow/demo-run.log 2>&1 \
 		|| { tail -50 .airflow/demo-run.log; echo "The demo run failed; full log: .airflow/demo-run.log"; exit 1; }
-	$(ENV) $(PY) -m include.mallard.cli marts
+	$(MALLARD) marts
 
 # The local Airflow stack (the non-Docker twin of `astro dev start`): api-server, scheduler,
 # dag-processor and triggerer on http://127.0.0.1:$(PORT), login admin/admin. Ctrl-C stops it.
@@ -43,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 validate: install
-	$(ENV) $(PY) -m include.mallard.cli validate
+	$(MALLARD) validate
 
 clean:
 	rm -rf .airflow .mallard warehouse include/dbt/target include/dbt/logs

@@ -123,10 +123,11 @@ def mallard_files_ingestion(csv_dir: Path, root: Path, *, write_disposition: str
     from include.mallard import ingest
     from include.mallard.config.loader import parse_source_file
     from include.mallard.interval import Interval
+    from include.mallard.secrets import reference_issues
 
     config_file = root / f"{SOURCE_NAME}.yml"
     config_file.write_text(source_yaml(csv_dir, write_disposition), encoding="utf-8")
-    source = parse_source_file(config_file, check_references=True)
+    source = parse_source_file(config_file, extra_checks=reference_issues)
     interval = Interval(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
     work_dir = ingest.run_work_dir("bench", "run", source.name)
 

@@ -27,6 +27,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ from bench.generate_large_project import build_manifest, generate_project, write
 DEMO_TARGET_SECONDS = 1.0
 LARGE_TARGET_SECONDS = 3.0
 RESULT_MARKER = "BENCH_RESULT "
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One DAG folder to parse, and the project tree whose code parses it."""
+
+    folder: Path
+    env: dict[str, str]
+    cwd: Path = PROJECT_ROOT
 
 
 # --- child process: one cold parse, then warm ones ---------------------------------------------
@@ -96,37 +106,59 @@ def child_parse(dag_folder: str, warm_runs: int, profile_to: str | None) -> dict
 # --- parent: run the children, compare ----------------------------------------------------------
 
 
-def parse_in_new_processes(
-    dag_folder: Path, *, cold_runs: int, warm_runs: int, env: dict[str, str], profile_to: Path | None = None
-) -> dict[str, Any]:
-    """`cold_runs` new processes, each parsing `dag_folder` once cold and `warm_runs` times warm."""
-    runs = []
-    for index in range(cold_runs):
-        command = [sys.executable, "-m", "bench.parse", "--child", str(dag_folder), "--warm-runs", str(warm_runs)]
-        if profile_to and index == cold_runs - 1:
-            command += ["--profile-to", str(profile_to)]
-        completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
-        lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-        if completed.returncode != 0 or not lines:
-            raise RuntimeError(f"parsing {dag_folder} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-        run = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-        if run["import_errors"]:
-            raise RuntimeError(f"import errors in {dag_folder}: {run['import_errors']}")
-        runs.append(run)
+def _parse_once(dag_folder: Path, *, warm_runs: int, env: dict[str, str], cwd: Path, profile_to: Path | None) -> dict:
+    command = [sys.executable, "-m", "bench.parse", "--child", str(dag_folder), "--warm-runs", str(warm_runs)]
+    if profile_to:
+        command += ["--profile-to", str(profile_to)]
+    completed = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"parsing {dag_folder} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    run = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    if run["import_errors"]:
+        raise RuntimeError(f"import errors in {dag_folder}: {run['import_errors']}")
+    return run
+
+
+def _summary(dag_folder: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
     warm_all = [seconds for run in runs for seconds in run["warm_seconds"]]
+    cold_all = [run["cold_seconds"] for run in runs]
     return {
         "dag_folder": str(dag_folder),
         "tasks": runs[0]["tasks"],
         "import_airflow_seconds": round(median([run["import_airflow_seconds"] for run in runs]), 3),
-        "cold_seconds": round(median([run["cold_seconds"] for run in runs]), 3),
-        "cold_seconds_all": [run["cold_seconds"] for run in runs],
+        "cold_seconds": round(median(cold_all), 3),
+        "cold_seconds_all": cold_all,
+        "cold_spread_seconds": [min(cold_all), max(cold_all)],
         "warm_seconds": round(median(warm_all), 3) if warm_all else None,
         "warm_seconds_all": warm_all,
     }
 
 
+def parse_interleaved(
+    variants: dict[str, Variant], *, cold_runs: int, warm_runs: int, profile_dir: Path | None
+) -> dict:
+    """`cold_runs` rounds; each round parses every variant once in a new process, in turn.
+
+    Interleaving puts every variant under the same machine load, so drift (another process, a
+    warming disk cache) cannot decide a ratio, as it could when one variant ran all its processes first.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for index in range(cold_runs):
+        for name, variant in variants.items():
+            last = index == cold_runs - 1
+            profile_to = profile_dir / f"{name.replace('/', '_')}.prof" if profile_dir and last else None
+            print(f"  round {index + 1}/{cold_runs}: {name}", flush=True)
+            runs[name].append(
+                _parse_once(
+                    variant.folder, warm_runs=warm_runs, env=variant.env, cwd=variant.cwd, profile_to=profile_to
+                )
+            )
+    return {name: _summary(variants[name].folder, name_runs) for name, name_runs in runs.items()}
+
+
 def _demo_manifest_is_fresh() -> None:
-    from include.mallard.dbt_group import DbtProjectError, check_manifest_is_fresh
+    from include.mallard.dbt_project import DbtProjectError, check_manifest_is_fresh
     from include.mallard.paths import DBT_PROJECT_DIR
 
     try:
@@ -137,7 +169,7 @@ def _demo_manifest_is_fresh() -> None:
 
 def _ensure_manifest(dbt_project_dir: Path) -> float | None:
     """Build the generated project's manifest unless a fresh one is there; the seconds `dbt parse` took."""
-    from include.mallard.dbt_group import DbtProjectError, check_manifest_is_fresh
+    from include.mallard.dbt_project import DbtProjectError, check_manifest_is_fresh
 
     try:
         check_manifest_is_fresh(dbt_project_dir)
@@ -173,6 +205,12 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="cProfile one warm parse of each large DAG folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout of Mallard (e.g. `git worktree add /tmp/base main`, with its manifest built): "
+        "its code parses the demo and the large project too, interleaved with this tree's",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,19 +231,21 @@ def main() -> int:
     if manifest_seconds is not None:
         print(f"  dbt parse of it (not part of any figure below): {manifest_seconds:.1f} s")
 
-    folders = {
-        ("demo", "mallard"): PROJECT_ROOT / "dags",
-        ("demo", "cosmos_only"): demo_baseline,
-        ("large", "mallard"): project.mallard_dags_dir,
-        ("large", "cosmos_only"): project.cosmos_dags_dir,
+    variants = {
+        "demo/mallard": Variant(PROJECT_ROOT / "dags", env),
+        "demo/cosmos_only": Variant(demo_baseline, env),
+        "large/mallard": Variant(project.mallard_dags_dir, env),
+        "large/cosmos_only": Variant(project.cosmos_dags_dir, env),
     }
-    measured: dict[str, dict[str, Any]] = {}
-    for (scenario, variant), folder in folders.items():
-        profile_to = scratch / f"{scenario}_{variant}.prof" if args.profile and scenario == "large" else None
-        print(f"parsing {scenario}/{variant} ({args.cold_runs} new processes) ...", flush=True)
-        measured[f"{scenario}/{variant}"] = parse_in_new_processes(
-            folder, cold_runs=args.cold_runs, warm_runs=args.warm_runs, env=env, profile_to=profile_to
-        )
+    if args.baseline_tree:
+        tree = args.baseline_tree.resolve()
+        tree_env = {**env, "PYTHONPATH": str(tree)}
+        variants["demo/baseline_tree"] = Variant(tree / "dags", tree_env, tree)
+        variants["large/baseline_tree"] = Variant(project.mallard_dags_dir, tree_env, tree)
+    print(f"parsing {len(variants)} DAG folders, {args.cold_runs} interleaved rounds ...", flush=True)
+    measured = parse_interleaved(
+        variants, cold_runs=args.cold_runs, warm_runs=args.warm_runs, profile_dir=scratch if args.profile else None
+    )
 
     rows = []
     comparison = {}
@@ -215,7 +255,13 @@ def main() -> int:
             "cold_ratio_mallard_over_cosmos": ratio(ours["cold_seconds"], base["cold_seconds"]),
             "warm_ratio_mallard_over_cosmos": ratio(ours["warm_seconds"], base["warm_seconds"]),
         }
-        for variant, figures in (("mallard", ours), ("cosmos_only", base)):
+        others = [(name.split("/")[1], figures) for name, figures in measured.items() if name.startswith(scenario)]
+        if f"{scenario}/baseline_tree" in measured:
+            tree = measured[f"{scenario}/baseline_tree"]
+            comparison[scenario]["cold_ratio_mallard_over_baseline_tree"] = ratio(
+                ours["cold_seconds"], tree["cold_seconds"]
+            )
+        for variant, figures in others:
             rows.append(
                 (
                     scenario,
@@ -224,12 +270,23 @@ def main() -> int:
                     f"{figures['import_airflow_seconds']:.2f}",
                     f"{figures['cold_seconds']:.3f}",
                     f"{figures['warm_seconds']:.3f}",
-                    comparison[scenario]["cold_ratio_mallard_over_cosmos"] if variant == "mallard" else "1 (baseline)",
-                    comparison[scenario]["warm_ratio_mallard_over_cosmos"] if variant == "mallard" else "1 (baseline)",
+                    ratio(figures["cold_seconds"], base["cold_seconds"]),
+                    ratio(figures["warm_seconds"], base["warm_seconds"]),
+                    f"{figures['cold_spread_seconds'][0]:.3f}-{figures['cold_spread_seconds'][1]:.3f}",
                 )
             )
-    header = ("project", "dag file", "tasks", "import airflow s", "cold s", "warm s", "cold ratio", "warm ratio")
-    print_rows("DAG parse, median seconds (ratio = Mallard / Cosmos alone)", header, rows)
+    header = (
+        "project",
+        "dag file",
+        "tasks",
+        "import airflow s",
+        "cold s",
+        "warm s",
+        "cold ratio",
+        "warm ratio",
+        "cold range",
+    )
+    print_rows("DAG parse, median seconds (ratio = this row / Cosmos alone, interleaved)", header, rows)
     verdicts = [
         check_target(
             f"demo cold parse {measured['demo/mallard']['cold_seconds']:.3f} s <= {DEMO_TARGET_SECONDS} s",
@@ -244,6 +301,8 @@ def main() -> int:
     if args.profile:
         for variant in ("mallard", "cosmos_only"):
             path = scratch / f"large_{variant}.prof"
+            if not path.exists():
+                continue
             kept = RESULTS_DIR / f"parse_large_{variant}.prof"
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             kept.write_bytes(path.read_bytes())

@@ -5,7 +5,6 @@ get an ingestion DAG each. (Airflow's DAG processor skips files that do not ment
 "airflow" and "dag".)
 """
 
-from include.mallard.factory import build_elt_dag, build_source_dags
+from include.mallard.factory import build_dags
 
-dag = build_elt_dag()
-globals().update({source_dag.dag_id: source_dag for source_dag in build_source_dags()})
+globals().update(build_dags())

@@ -40,7 +40,10 @@ from typing import Any
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ENV_SCRIPT = PROJECT_ROOT / "scripts" / "env.sh"
+sys.path.insert(0, str(PROJECT_ROOT))  # run as a script: make the project importable
+
+from include.mallard.environment import project_environment  # noqa: E402
+
 SETTINGS_FILE = PROJECT_ROOT / "airflow_settings.yaml"
 DEFAULT_AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
 LOOPBACK = "127.0.0.1"
@@ -341,23 +344,12 @@ class StackConfig:
         return f"http://{LOOPBACK}:{self.port}"
 
 
-def _env_from_script(base: Mapping[str, str]) -> dict[str, str]:
-    """`base` after `source scripts/env.sh`: the one place the project's environment is defined."""
-    output = subprocess.run(
-        ["bash", "-c", 'source "$1" >/dev/null && env -0', "bash", str(ENV_SCRIPT)],
-        env=dict(base),
-        check=True,
-        capture_output=True,
-    ).stdout
-    return dict(item.split("=", 1) for item in output.decode().split("\0") if "=" in item)
-
-
 def stack_env(config: StackConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every Airflow process of the stack."""
     home = config.airflow_home.resolve()
     env = dict(os.environ if base is None else base)
     env["AIRFLOW_HOME"] = str(home)
-    env = _env_from_script(env)
+    env = project_environment(env)
     env.update(
         {
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

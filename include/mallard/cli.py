@@ -1,121 +1,154 @@
-"""Mallard's command line: `python -m include.mallard.cli {validate,manifest,schema,marts,staging}`."""
+"""The `mallard` command: `mallard validate|manifest|schema|marts|staging` (`mallard --help`).
+
+Installed by `make install` into `.venv/bin/mallard` (pyproject's `[project.scripts]`); it finds the
+project's environment itself (`scripts/env.sh`), so nothing needs to be sourced first.
+`python -m include.mallard.cli ...` is the same command.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from include.mallard.environment import apply_project_environment
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 
 SCHEMA_PATH = PROJECT_ROOT / "docs" / "source.schema.json"
 
+app = typer.Typer(
+    name="mallard",
+    help="Mallard: config-driven dlt ingestion and Cosmos-rendered dbt on DuckDB, inside Airflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
-def validate(sources_dir: Path, *, check_references: bool = True) -> int:
-    """Check every source config; print each problem with its file, field and fix.
+SourcesDir = Annotated[Path, typer.Option(help="The folder of source YAML files.", show_default="include/sources")]
+DbtProjectDir = Annotated[Path, typer.Option(help="The dbt project.", show_default="include/dbt")]
+StagingSource = Annotated[str | None, typer.Argument(help="The source whose raw_<source> tables get staging models.")]
 
-    With `check_references` it also checks what the files point at: Airflow connections, env vars,
-    python functions and local folders (never done at DAG parse time).
-    """
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def validate(
+    sources_dir: SourcesDir = SOURCES_DIR,
+    check_references: Annotated[
+        bool,
+        typer.Option(help="Also check what the files point at: connections, env vars, python functions, folders."),
+    ] = True,
+) -> None:
+    """Check every source config; print each problem with its file, field and fix."""
     from include.mallard.config import ConfigError, load_sources
+    from include.mallard.secrets import reference_issues
 
     try:
-        sources = load_sources(sources_dir, include_disabled=True, check_references=check_references)
+        sources = load_sources(
+            sources_dir, include_disabled=True, extra_checks=reference_issues if check_references else None
+        )
     except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 1
+        raise _fail(str(error)) from None
     for source in sources:
         state = "" if source.enabled else " (disabled)"
-        print(f"ok  {source.name:<24} {source.kind:<10} -> {source.dataset_name}{state}")
-    return 0
+        typer.echo(f"ok  {source.name:<24} {source.kind:<12} -> {source.dataset_name}{state}")
+
+
+@app.command()
+def manifest(dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR) -> None:
+    """Build the dbt manifest (dbt parse) that Cosmos renders the DAG from."""
+    from include.mallard.dbt_project import DbtProjectError, build_manifest
+
+    try:
+        path = build_manifest(dbt_project_dir)
+    except DbtProjectError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"manifest built: {path}")
 
 
 def source_json_schema() -> str:
     """The JSON Schema of a source file, for editors (`# yaml-language-server: $schema=...`)."""
-    import json
-
-    from include.mallard.config.models import SOURCE_ADAPTER
+    from include.mallard.config import SOURCE_ADAPTER
 
     schema = SOURCE_ADAPTER.json_schema()
     schema["title"] = "Mallard source config (include/sources/<name>.yml)"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def build_manifest(dbt_project_dir: Path) -> int:
-    """Run `dbt parse` so that Cosmos can render the DAG from target/manifest.json."""
-    from dbt.cli.main import dbtRunner
-
-    args = ["parse", "--project-dir", str(dbt_project_dir), "--profiles-dir", str(dbt_project_dir), "--quiet"]
-    result = dbtRunner().invoke(args)
-    if not result.success:
-        print(f"dbt parse failed in {dbt_project_dir}: {result.exception}", file=sys.stderr)
-        return 1
-    from include.mallard.dbt_group import record_fingerprint
-
-    record_fingerprint(dbt_project_dir)
-    print(f"manifest built: {dbt_project_dir / 'target' / 'manifest.json'}")
-    return 0
+@app.command()
+def schema(output: Annotated[Path, typer.Option(help="Where to write it.")] = SCHEMA_PATH) -> None:
+    """Write the JSON Schema of source files (docs/source.schema.json)."""
+    output.write_text(source_json_schema(), encoding="utf-8")
+    typer.echo(f"wrote {output}")
 
 
-def print_marts(schema: str) -> int:
-    """Print the tables of `schema` in the warehouse with their row counts."""
-    import duckdb
+@app.command()
+def marts(
+    schema: Annotated[
+        list[str] | None,
+        typer.Option("--schema", help="A warehouse schema to show (repeatable). Default: every schema dbt builds."),
+    ] = None,
+    dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR,
+) -> None:
+    """Print the tables the dbt project built (or of --schema) with their row counts."""
+    from include.mallard.warehouse_report import WarehouseReportError, table_counts
 
-    from include.mallard.warehouse import resolve_warehouse_path
+    try:
+        report = table_counts(schema or None, dbt_project_dir)
+    except WarehouseReportError as error:
+        raise _fail(str(error)) from None
+    typer.echo(report)
 
-    path = resolve_warehouse_path()
-    if not path.exists():
-        print(f"no warehouse at {path}: run the pipeline first (make demo)", file=sys.stderr)
-        return 1
-    with duckdb.connect(str(path), read_only=True) as connection:
-        tables = connection.execute(
-            "select table_name from information_schema.tables where table_schema = ? order by table_name", [schema]
-        ).fetchall()
-        if not tables:
-            print(f"no tables in schema {schema!r} of {path}", file=sys.stderr)
-            return 1
-        print(f"Warehouse {path}, schema {schema}:")
-        for (table,) in tables:
-            (count,) = connection.execute(f'select count(*) from "{schema}"."{table}"').fetchone()
-            print(f"  {schema}.{table:<28} {count:>10,} rows")
-    return 0
+
+@app.command()
+def staging(
+    source: Annotated[
+        str | None, typer.Argument(help="The source whose raw_<source> tables get staging models.")
+    ] = None,
+    all_sources: Annotated[bool, typer.Option("--all", help="Every source loaded into the warehouse.")] = False,
+    dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR,
+    sources_dir: SourcesDir = SOURCES_DIR,
+    warehouse: Annotated[Path | None, typer.Option(help="Default: the resolved warehouse path.")] = None,
+    manifest: Annotated[bool, typer.Option(help="Rebuild the dbt manifest afterwards.")] = True,
+) -> None:
+    """Generate dbt sources and staging models from what dlt loaded (docs/staging.md)."""
+    from include.mallard.staging import run_command
+
+    code = run_command(
+        source,
+        all_sources,
+        dbt_project_dir=dbt_project_dir,
+        sources_dir=sources_dir,
+        warehouse=warehouse,
+        rebuild_manifest=manifest,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mallard", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("validate", help="validate the source configs")
-    check.add_argument("--sources-dir", type=Path, default=SOURCES_DIR)
-    check.add_argument(
-        "--no-check-references",
-        dest="check_references",
-        action="store_false",
-        help="check only the files (skip connections, env vars, imports, folders)",
-    )
-    manifest = commands.add_parser("manifest", help="build the dbt manifest that Cosmos renders")
-    manifest.add_argument("--dbt-project-dir", type=Path, default=DBT_PROJECT_DIR)
-    schema = commands.add_parser("schema", help="write the JSON Schema of source files")
-    schema.add_argument("--output", type=Path, default=SCHEMA_PATH)
-    marts = commands.add_parser("marts", help="print the marts and their row counts")
-    marts.add_argument("--schema", default="marts")
-    from include.mallard.staging import add_arguments as add_staging_arguments
+    """The console script: run one command with the project's environment; return its exit code."""
+    apply_project_environment()
+    try:
+        app(args=argv, prog_name="mallard", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
+    except Exception as error:  # click's usage errors
+        from click import ClickException
 
-    staging = commands.add_parser("staging", help="generate dbt sources and staging models from what dlt loaded")
-    add_staging_arguments(staging)
-    args = parser.parse_args(argv)
-    if args.command == "validate":
-        return validate(args.sources_dir, check_references=args.check_references)
-    if args.command == "manifest":
-        return build_manifest(args.dbt_project_dir)
-    if args.command == "staging":
-        from include.mallard.staging import run as run_staging
-
-        return run_staging(args)
-    if args.command == "schema":
-        args.output.write_text(source_json_schema(), encoding="utf-8")
-        print(f"wrote {args.output}")
-        return 0
-    return print_marts(args.schema)
+        if isinstance(error, ClickException):
+            error.show()
+            return error.exit_code
+        raise
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ node with dbt; the profile's `retries.connect_attempts` makes that wait for the 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from airflow.sdk import BaseOperator
 from airflow.task.trigger_rule import TriggerRule
 from cosmos import (
@@ -34,14 +32,9 @@ from cosmos import (
 )
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
 
+from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, profiles_file, read_dbt_project
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
-MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
-FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
-# What `dbt parse` reads: a change to any of these makes the manifest stale.
-_PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
-_SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
-PROFILE_TARGET = "duckdb"
 DEFAULT_GROUP_ID = "dbt"
 # The `dbt build` task and its done-gate, as Cosmos names them inside the group.
 BUILD_TASK_ID = f"{DEFAULT_GROUP_ID}.{PRODUCER_WATCHER_TASK_ID}"
@@ -50,57 +43,8 @@ BUILD_DONE_TASK_ID = f"{DEFAULT_GROUP_ID}.{PRODUCER_WATCHER_DONE_TASK_ID}"
 WATCHER_TIMEOUT_SECONDS = 300
 
 
-class DbtProjectError(RuntimeError):
-    """The dbt project cannot be rendered (no manifest, no profile...)."""
-
-
-def read_dbt_project(dbt_project_dir: Path) -> dict[str, Any]:
-    """The parsed dbt_project.yml of `dbt_project_dir`."""
-    project_file = dbt_project_dir / "dbt_project.yml"
-    if not project_file.is_file():
-        raise DbtProjectError(f"{project_file} does not exist: put a dbt project in {dbt_project_dir}")
-    return yaml.safe_load(project_file.read_text(encoding="utf-8"))
-
-
-def manifest_path(dbt_project_dir: Path) -> Path:
-    """Where the pre-built manifest of `dbt_project_dir` must be."""
-    return dbt_project_dir / MANIFEST_RELATIVE_PATH
-
-
 def _interval_template(which: str) -> str:
     return f"{{{{ mallard_interval_bound(dag_run, data_interval_start, data_interval_end, '{which}') }}}}"
-
-
-def project_fingerprint(dbt_project_dir: Path) -> str:
-    """A hash of every file `dbt parse` reads (paths and contents); cheap enough for parse time."""
-    digest = hashlib.sha256()
-    for path in sorted(dbt_project_dir.rglob("*")):
-        relative = path.relative_to(dbt_project_dir)
-        if path.is_file() and path.suffix in _PROJECT_FILE_SUFFIXES and not _SKIPPED_FOLDERS & set(relative.parts):
-            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def record_fingerprint(dbt_project_dir: Path) -> None:
-    """Remember which project files the current manifest was built from (after `dbt parse`)."""
-    (dbt_project_dir / FINGERPRINT_RELATIVE_PATH).write_text(project_fingerprint(dbt_project_dir))
-
-
-def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
-    """The manifest path; raise DbtProjectError if it is missing or older than the project files."""
-    manifest = manifest_path(dbt_project_dir)
-    if not manifest.is_file():
-        raise DbtProjectError(
-            f"{manifest} is missing. Build it with `make manifest` (runs `dbt parse` in {dbt_project_dir})."
-        )
-    fingerprint_file = dbt_project_dir / FINGERPRINT_RELATIVE_PATH
-    recorded = fingerprint_file.read_text().strip() if fingerprint_file.is_file() else None
-    if recorded != project_fingerprint(dbt_project_dir):
-        raise DbtProjectError(
-            f"{manifest} is stale: files in {dbt_project_dir} changed since it was built. "
-            "Rebuild it with `make manifest` (or `python -m include.mallard.cli manifest`)."
-        )
-    return manifest
 
 
 def build_dbt_group(
@@ -109,12 +53,7 @@ def build_dbt_group(
     """A Cosmos DbtTaskGroup over `dbt_project_dir`: one `dbt build` in the warehouse pool, watched per node."""
     project = read_dbt_project(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
-    profiles_file = dbt_project_dir / "profiles.yml"
-    if not profiles_file.is_file():
-        raise DbtProjectError(
-            f"{profiles_file} is missing. Add a profile {project.get('profile')!r} with a `{PROFILE_TARGET}` target "
-            f"whose path is {{{{ env_var('{WAREHOUSE_PATH_ENV}') }}}} (see include/dbt/profiles.yml)."
-        )
+    profiles = profiles_file(dbt_project_dir)
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
@@ -125,7 +64,7 @@ def build_dbt_group(
         profile_config=ProfileConfig(
             profile_name=project["profile"],
             target_name=PROFILE_TARGET,
-            profiles_yml_filepath=profiles_file,
+            profiles_yml_filepath=profiles,
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,

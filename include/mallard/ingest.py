@@ -1,9 +1,12 @@
-"""Run one source's dlt pipeline in two steps, each an Airflow task.
+"""What the ingestion tasks run: one source's dlt pipeline in two steps, and the staging step.
 
 `extract` (extract + normalize) touches no warehouse, so sources extract in parallel. `load`
 writes to DuckDB and runs in the warehouse pool. The two share a working folder unique to the
-DAG run and source, so concurrent runs (backfills) never share dlt state. dlt is imported here,
-at task run time, never when the DAG file is parsed.
+DAG run and source, so concurrent runs (backfills) never share dlt state.
+
+The factory names the task callables at the bottom (`extract_task`, `load_task`,
+`generate_staging_task`) without importing dlt: this module imports dlt only inside functions,
+so the DAG file parses without it.
 """
 
 from __future__ import annotations
@@ -13,17 +16,15 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dlt
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-
-from include.mallard.config import SourceConfig
-from include.mallard.interval import Interval
-from include.mallard.paths import work_root
-from include.mallard.sources import schema_store
-from include.mallard.sources.builders import build_resources
+from include.mallard.config import SourceConfig, get_source
+from include.mallard.interval import Interval, interval_from_context
+from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR, work_root
 from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
+
+if TYPE_CHECKING:
+    import dlt
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ def duckdb_memory_limit() -> str:
 
 
 def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt.Pipeline:
+    import dlt
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
     pipeline = dlt.pipeline(
         pipeline_name=f"mallard_{source.name}",
         pipelines_dir=str(work_dir),
@@ -64,6 +68,9 @@ def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt
 
 def extract(source: SourceConfig, interval: Interval, work_dir: Path) -> dict[str, int]:
     """Extract and normalize `source` for `interval`; return rows per table, ready to load."""
+    from include.mallard.sources import schema_store
+    from include.mallard.sources.registry import build_resources
+
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a retried extract starts clean rather than loading twice
     pipeline = _pipeline(source, work_dir, resolve_warehouse_path())
@@ -92,3 +99,43 @@ def load(source: SourceConfig, work_dir: Path) -> dict[str, Any]:
     summary = {"dataset": source.dataset_name, "warehouse": str(warehouse_path), "loads": list(load_info.loads_ids)}
     log.info("Source %r loaded: %s", source.name, summary)
     return summary
+
+
+# --- task callables (named by the factory; each reads only its own source's file) ----------------
+
+
+def extract_task(source_name: str, sources_dir: str, **context: Any) -> dict[str, int]:
+    """Task `ingest_<source>.extract`: extract and normalize one source for the run's interval."""
+    source = get_source(Path(sources_dir), source_name)
+    work_dir = run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
+    return extract(source, interval_from_context(context), work_dir)
+
+
+def load_task(source_name: str, sources_dir: str, **context: Any) -> dict[str, Any]:
+    """Task `ingest_<source>.load`: load what `extract_task` prepared into the warehouse."""
+    source = get_source(Path(sources_dir), source_name)
+    work_dir = run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
+    return load(source, work_dir)
+
+
+def generate_staging_task(
+    source_names: list[str] | None = None,
+    sources_dir: str = str(SOURCES_DIR),
+    dbt_project_dir: str = str(DBT_PROJECT_DIR),
+) -> list[dict[str, Any]]:
+    """Task `generate_staging`: regenerate staging models from dlt's schemas and rebuild the manifest.
+
+    Sources in `source_names` that were never loaded (a new config before its first load) are
+    skipped, not failed. The task opens the warehouse, so it belongs in the warehouse pool.
+    """
+    from include.mallard.staging import generate_and_rebuild, loaded_sources
+
+    warehouse_path = resolve_warehouse_path()
+    loaded = loaded_sources(warehouse_path) if warehouse_path.is_file() else []
+    names = loaded if source_names is None else [n for n in source_names if n in loaded]
+    results = generate_and_rebuild(
+        names, warehouse_path=warehouse_path, dbt_project_dir=Path(dbt_project_dir), sources_dir=Path(sources_dir)
+    )
+    for result in results:
+        log.info("%s", result.report())
+    return [r.to_dict() for r in results]

@@ -8,23 +8,12 @@ it looks connections up in env vars, secrets backends and the metadata database.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from include.mallard.config.models import (
-    FilesSource,
-    Issue,
-    PythonSource,
-    SecretRef,
-    SourceModel,
-    SqlCredentials,
-)
+from include.mallard.config import ExternalReference, Issue, SecretRef, SourceConfig, SqlCredentials
+from include.mallard.config.base import is_reference_mapping
 from include.mallard.paths import resolve_project_path
 
 # Airflow connection types whose name is not a SQLAlchemy dialect.
@@ -149,7 +138,7 @@ def resolve_args(args: dict[str, Any]) -> dict[str, Any]:
     """A python source's keyword arguments, with {env: ...}/{connection: ...} values resolved."""
     resolved = {}
     for key, value in args.items():
-        if isinstance(value, dict) and ({"env", "connection"} & value.keys()):
+        if is_reference_mapping(value):
             value = resolve_secret(SecretRef.model_validate(value))
         resolved[key] = value
     return resolved
@@ -178,24 +167,7 @@ def connection_exists(conn_id: str) -> tuple[bool, str]:
     return True, looked
 
 
-def _references(model: BaseModel, path: str = "") -> Iterator[tuple[str, SecretRef | SqlCredentials]]:
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        here = f"{path}.{field.alias or name}" if path else (field.alias or name)
-        items = enumerate(value) if isinstance(value, list) else [(None, value)]
-        for index, item in items:
-            where = here if index is None else f"{here}[{index}]"
-            if isinstance(item, SecretRef | SqlCredentials):
-                yield where, item
-            elif isinstance(item, BaseModel):
-                yield from _references(item, where)
-    if isinstance(model, PythonSource):
-        for key, value in model.args.items():
-            if isinstance(value, dict) and ({"env", "connection"} & value.keys()):
-                yield f"args.{key}", SecretRef.model_validate(value)
-
-
-def _reference_issue(where: str, ref: SecretRef | SqlCredentials) -> Issue | None:
+def _reference_issue(where: str, ref: ExternalReference) -> Issue | None:
     if ref.env is not None and not os.environ.get(ref.env):
         return Issue(
             f"{where}.env",
@@ -214,45 +186,7 @@ def _reference_issue(where: str, ref: SecretRef | SqlCredentials) -> Issue | Non
     return None
 
 
-def function_problem(reference: str) -> str | None:
-    """None if 'module:function' imports and is callable, else what is wrong."""
-    module_name, _, function_name = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        return f"cannot import module {module_name!r}: {type(error).__name__}: {error}"
-    function = getattr(module, function_name, None)
-    if function is None:
-        return f"module {module_name!r} has no {function_name!r}"
-    if not callable(function):
-        return f"{reference} is not a function"
-    return None
-
-
-def call_arguments(function: Any, args: dict[str, Any], start: Any, end: Any) -> dict[str, Any]:
-    """`args`, plus start/end if the function takes them (by name or through **kwargs)."""
-    parameters = inspect.signature(function).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    extra = {key: value for key, value in (("start", start), ("end", end)) if key in parameters or takes_any}
-    return {**extra, **args}
-
-
-def reference_issues(source: SourceModel) -> list[Issue]:
-    """Everything a config points at outside itself, checked now (cli validate; never at parse time)."""
-    issues = [issue for where, ref in _references(source) if (issue := _reference_issue(where, ref))]
-    if isinstance(source, PythonSource) and (problem := function_problem(source.function)):
-        issues.append(
-            Issue(
-                "function",
-                problem,
-                "use 'package.module:function' importable from the project root, "
-                "e.g. include.examples.custom_source:calendar",
-            )
-        )
-    if isinstance(source, FilesSource) and "://" not in source.path:
-        folder = resolve_project_path(source.path)
-        if not folder.is_dir():
-            issues.append(
-                Issue("path", f"folder {folder} does not exist", "create it or fix the path (relative to the project)")
-            )
-    return issues
+def reference_issues(source: SourceConfig) -> list[Issue]:
+    """Everything a config points at outside itself, checked now (`mallard validate`; never at parse time)."""
+    issues = [issue for where, ref in source.secret_references() if (issue := _reference_issue(where, ref))]
+    return issues + source.external_issues()

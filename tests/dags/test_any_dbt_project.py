@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from include.mallard.cli import build_manifest
-from include.mallard.dbt_group import DbtProjectError
+from include.mallard.dbt_project import DbtProjectError, build_manifest
 from include.mallard.factory import build_elt_dag
 
 OTHER_PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_other"
@@ -17,7 +16,7 @@ OTHER_PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_other"
 def test_another_dbt_project_renders_its_own_models(tmp_path):
     project = tmp_path / "dbt"
     shutil.copytree(OTHER_PROJECT, project)
-    assert build_manifest(project) == 0
+    assert build_manifest(project) == project / "target" / "manifest.json"
     dag = build_elt_dag("other_elt", dbt_project_dir=project)
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
     # A model with tests is a group (run, test); one without is a single task.
@@ -36,10 +35,10 @@ def test_missing_manifest_says_how_to_build_it(tmp_path):
 def test_stale_manifest_is_reported_not_used(tmp_path):
     project = tmp_path / "dbt"
     shutil.copytree(OTHER_PROJECT, project)
-    assert build_manifest(project) == 0
+    assert build_manifest(project) == project / "target" / "manifest.json"
     (project / "models" / "new_model.sql").write_text("select 1 as id\n")
     with pytest.raises(DbtProjectError, match="stale"):
         build_elt_dag("stale_manifest", dbt_project_dir=project)
-    assert build_manifest(project) == 0
+    assert build_manifest(project) == project / "target" / "manifest.json"
     dag = build_elt_dag("fresh_manifest", dbt_project_dir=project)
     assert "dbt.new_model_run" in dag.task_ids

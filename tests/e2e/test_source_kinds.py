@@ -27,6 +27,7 @@ from include.mallard import ingest
 from include.mallard.config import SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
+from include.mallard.secrets import reference_issues
 from include.mallard.sources import schema_store
 from include.mallard.warehouse import is_lock_error, retry_on_lock
 from tests.e2e.helpers import warehouse_held_open
@@ -64,7 +65,7 @@ class Runner:
     def source(self, name: str, text: str) -> SourceConfig:
         path = self.sources / f"{name}.yml"
         path.write_text(text)
-        return parse_source_file(path, check_references=True)
+        return parse_source_file(path, extra_checks=reference_issues)
 
     def run(self, source: SourceConfig, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
         self.runs += 1

@@ -11,6 +11,7 @@ import pytest
 from include.mallard.config import ConfigError, FilesSource, SyntheticSource, load_sources
 from include.mallard.config.loader import parse_source_file
 from include.mallard.paths import SOURCES_DIR
+from include.mallard.secrets import reference_issues
 
 INVALID_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "invalid_sources"
 INVALID_FILES = sorted(INVALID_DIR.glob("*.yml"))
@@ -72,9 +73,9 @@ def no_test_secrets(monkeypatch):
 
 @pytest.mark.parametrize("path", INVALID_FILES, ids=[p.stem for p in INVALID_FILES])
 def test_invalid_config_names_file_field_and_fix(path, no_test_secrets):
-    # check_references: what `cli validate` runs (connections, env vars, imports are checked too).
+    # reference_issues: what `mallard validate` runs (connections, env vars, imports are checked too).
     with pytest.raises(ConfigError) as raised:
-        parse_source_file(path, check_references=True)
+        parse_source_file(path, extra_checks=reference_issues)
     _assert_names_file_field_and_fix(raised.value.problems, path)
 
 
@@ -82,7 +83,7 @@ def test_invalid_config_names_file_field_and_fix(path, no_test_secrets):
 def test_invalid_folder_names_file_field_and_fix(folder):
     [path] = [p for p in sorted(folder.glob("*.yml")) if p.read_text().startswith("# expect:")]
     with pytest.raises(ConfigError) as raised:
-        load_sources(folder, check_references=True)
+        load_sources(folder, extra_checks=reference_issues)
     _assert_names_file_field_and_fix(raised.value.problems, path)
 
 
@@ -98,7 +99,7 @@ def test_secrets_are_never_echoed():
 
 
 def test_parse_time_does_not_look_outside_the_file():
-    """Without check_references (DAG parsing), unknown connections and modules are not looked up."""
+    """Without extra checks (DAG parsing), unknown connections and modules are not looked up."""
     for name in ("unknown_connection", "missing_env_var", "function_not_importable"):
         parse_source_file(INVALID_DIR / f"{name}.yml")
 

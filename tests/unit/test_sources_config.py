@@ -10,20 +10,27 @@ import pytest
 import yaml
 from croniter import croniter
 
-from include.mallard.config import ConfigError, PythonSource, RestApiSource, SecretRef, SqlCredentials
+from include.mallard.config import (
+    SOURCE_ADAPTER,
+    SOURCE_KINDS,
+    ConfigError,
+    PythonSource,
+    RestApiSource,
+    SecretRef,
+    SqlCredentials,
+)
 from include.mallard.config.cron import cron_problem
+from include.mallard.config.kinds.python import function_problem
 from include.mallard.config.loader import parse_source_file
-from include.mallard.config.models import SOURCE_ADAPTER, SOURCE_KINDS
 from include.mallard.interval import Interval
 from include.mallard.paths import PROJECT_ROOT
 from include.mallard.secrets import (
     SecretNotFoundError,
-    call_arguments,
-    function_problem,
     resolve_args,
     resolve_secret,
     resolve_sql_url,
 )
+from include.mallard.sources.python import call_arguments
 
 DOCS = PROJECT_ROOT / "docs" / "sources.md"
 UTC = dt.UTC
@@ -184,7 +191,7 @@ def test_example_functions_import():
 
 
 def test_interval_bounds_for_date_cursors_and_api_parameters():
-    from include.mallard.sources.builders import interval_bounds, parse_cursor_value
+    from include.mallard.sources.hints import interval_bounds, parse_cursor_value
     from include.mallard.sources.rest_api import bound_formatter
 
     whole_days = Interval(dt.datetime(2024, 1, 2, tzinfo=UTC), dt.datetime(2024, 1, 3, tzinfo=UTC))

@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from include.mallard import staging
-from include.mallard.staging import StagingError, config_cursors, file_state, sync_staging, tables_from_dlt_schema
+from include.mallard.staging import (
+    StagingError,
+    config_cursors,
+    file_state,
+    run_command,
+    sync_staging,
+    tables_from_dlt_schema,
+)
+from include.mallard.staging.schema import sql_type
 
 SEEN = {"x-normalizer": {"seen-data": True}}
 DLT_ROOT = {
@@ -342,7 +350,52 @@ def test_a_schema_without_loaded_tables_is_an_error(project):
         sync_staging("shop", {"tables": {"_dlt_loads": SCHEMA["tables"]["_dlt_loads"]}}, project)
 
 
-def test_cli_needs_a_source_or_all(capsys):
-    assert staging.main([]) == 2
-    assert staging.main(["shop", "--all"]) == 2
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ({"data_type": "text"}, "varchar"),
+        ({"data_type": "bigint"}, "bigint"),
+        ({"data_type": "bigint", "precision": 8}, "tinyint"),
+        ({"data_type": "bigint", "precision": 16}, "smallint"),
+        ({"data_type": "bigint", "precision": 32}, "integer"),
+        ({"data_type": "bigint", "precision": 64}, "bigint"),
+        ({"data_type": "bigint", "precision": None}, "bigint"),
+        ({"data_type": "double"}, "double"),
+        ({"data_type": "bool"}, "boolean"),
+        ({"data_type": "date"}, "date"),
+        ({"data_type": "time"}, "time"),
+        ({"data_type": "timestamp"}, "timestamp with time zone"),
+        ({"data_type": "timestamp", "timezone": True, "precision": 3}, "timestamp with time zone"),
+        ({"data_type": "timestamp", "timezone": False}, "timestamp"),
+        ({"data_type": "timestamp", "timezone": False, "precision": None}, "timestamp"),
+        ({"data_type": "timestamp", "timezone": False, "precision": 0}, "timestamp_s"),
+        ({"data_type": "timestamp", "timezone": False, "precision": 3}, "timestamp_ms"),
+        ({"data_type": "timestamp", "timezone": False, "precision": 6}, "timestamp"),
+        ({"data_type": "timestamp", "timezone": False, "precision": 9}, "timestamp_ns"),
+        ({"data_type": "decimal"}, "decimal(38, 9)"),
+        ({"data_type": "decimal", "precision": 18, "scale": 2}, "decimal(18, 2)"),
+        ({"data_type": "wei"}, "decimal(38, 0)"),
+        ({"data_type": "json"}, "json"),
+        ({"data_type": "binary"}, "blob"),
+    ],
+)
+def test_sql_types_are_the_duckdb_types_dlt_creates(column, expected):
+    assert sql_type({"name": "c", **column}, "t") == expected
+
+
+def test_cli_needs_a_source_or_all(tmp_path, capsys):
+    paths = {"dbt_project_dir": tmp_path, "sources_dir": tmp_path, "warehouse": None, "rebuild_manifest": False}
+    assert run_command(None, False, **paths) == 2
+    assert run_command("shop", True, **paths) == 2
     assert "give a source name or --all" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_warehouse_as_a_failure(tmp_path, capsys):
+    paths = {"dbt_project_dir": tmp_path, "sources_dir": tmp_path, "rebuild_manifest": False}
+    assert run_command("shop", False, warehouse=tmp_path / "none.duckdb", **paths) == 1
+    assert "staging: no warehouse at" in capsys.readouterr().err
+
+
+def test_a_folder_without_dbt_project_is_an_error(tmp_path):
+    with pytest.raises(StagingError, match=r"dbt_project\.yml does not exist"):
+        sync_staging("shop", SCHEMA, tmp_path)

@@ -1,41 +1,35 @@
-"""Check a cron expression the way Airflow's cron timetables read it (croniter syntax), without importing them.
+"""Check a cron expression with croniter, the library Airflow's cron timetables use.
 
-Five fields (minute hour day-of-month month day-of-week) or a preset such as @daily. Each field
-is a comma list of `*`, `N`, `N-M`, with an optional `/step`; months and weekdays accept names
-(jan, mon). tests/unit/test_sources_config.py checks that this agrees with croniter.
+Five fields (minute hour day-of-month month day-of-week) or a preset such as @daily, as Airflow
+documents them. Beyond croniter's syntax check, an expression must fire at least once (croniter
+accepts `0 0 31 2 *`, and Airflow's DAG processor then fails on it at every parse).
 """
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec"
-_DAYS = "sun mon tue wed thu fri sat"
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+CRON_FIX = "use 5 fields (minute hour day-of-month month day-of-week) such as '0 6 * * *', or a preset like @daily"
 PRESETS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(_MONTHS.split())}),
-    # croniter accepts 7 for Sunday, like Vixie cron.
-    ("day of week", 0, 7, {d: i for i, d in enumerate(_DAYS.split())}),
-)
-_PART = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>[0-9]+))?$")
+_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+# Leap years come every 4 years (and 2100 skips one): looking this far ahead finds Feb 29.
+_SEARCH_START = dt.datetime(2024, 1, 1)
 
 
-def _value(text: str, low: int, high: int, names: dict[str, int], field: str) -> tuple[int | None, str | None]:
-    if text.isdigit():
-        number = int(text)
-        if not low <= number <= high:
-            return None, f"{field} {number} is out of range {low}-{high}"
-        return number, None
-    if text in names:
-        return names[text], None
-    return None, f"{field} has {text!r}, which is not a number" + (" or a name" if names else "")
+def _bad_field(fields: list[str]) -> str | None:
+    """The first field that croniter rejects on its own (every other field `*`), for the message."""
+    for index, value in enumerate(fields):
+        alone = ["*"] * len(fields)
+        alone[index] = value
+        if not croniter.is_valid(" ".join(alone)):
+            return f"{_FIELD_NAMES[index]} {value}"
+    return None
 
 
 def cron_problem(expression: str) -> str | None:
-    """None if `expression` is a valid cron expression, else what is wrong with it."""
+    """None if `expression` is a valid cron expression that fires, else what is wrong with it."""
     text = expression.strip().lower()
     if text.startswith("@"):
         return None if text in PRESETS else f"unknown preset {expression!r}; use one of {', '.join(PRESETS)}"
@@ -45,22 +39,13 @@ def cron_problem(expression: str) -> str | None:
             f"a cron expression has 5 fields (minute hour day-of-month month day-of-week), {expression!r} has "
             f"{len(fields)}; e.g. '0 6 * * *' is every day at 06:00 UTC"
         )
-    for value, (field, low, high, names) in zip(fields, _FIELDS, strict=True):
-        for part in value.split(","):
-            match = _PART.match(part)
-            if not match:
-                return f"{field} field {value!r} is not valid cron syntax"
-            if match["step"] is not None and int(match["step"]) == 0:
-                return f"{field} step must be at least 1"
-            if match["range"] == "*":
-                continue
-            bounds = match["range"].split("-")
-            numbers = []
-            for bound in bounds:
-                number, problem = _value(bound, low, high, names, field)
-                if problem:
-                    return problem
-                numbers.append(number)
-            if len(numbers) == 2 and numbers[0] > numbers[1]:
-                return f"{field} range {match['range']!r} goes backwards"
+    try:
+        schedule = croniter(text, _SEARCH_START)
+    except (CroniterBadCronError, ValueError) as error:
+        where = _bad_field(fields) or "the combination of fields"
+        return f"{where} is not valid cron syntax (Airflow's croniter says: {error})"
+    try:
+        schedule.get_next(dt.datetime)
+    except CroniterBadDateError:
+        return f"{expression!r} never fires (no date matches every field, e.g. February 31st)"
     return None

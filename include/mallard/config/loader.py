@@ -7,7 +7,7 @@ together so that one bad file never hides another.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +15,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from include.mallard.config.models import (
-    AUTH_TYPES,
-    PAGINATOR_TYPES,
-    SECRET_REFERENCE_FIX,
-    SOURCE_ADAPTER,
-    SOURCE_KINDS,
-    ConfigValueError,
-    SourceModel,
-)
+from include.mallard.config.base import SECRET_REFERENCE_FIX, ConfigValueError, Issue
+from include.mallard.config.kinds import AUTH_TYPES, PAGINATOR_TYPES, SOURCE_ADAPTER, SOURCE_KINDS, SourceModel
 
 SourceConfig = SourceModel
+# Checks of what a config points at outside itself (connections, env vars): `mallard validate`
+# passes `secrets.reference_issues`; DAG parsing passes nothing.
+ExtraChecks = Callable[[SourceModel], list[Issue]]
 CONFIG_SUFFIXES = (".yml", ".yaml")
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A discriminated union's tag appears in an error's location after the field (`auth.bearer.token`): drop it.
@@ -168,12 +164,12 @@ def _overlaps(field: str, fields: set[str]) -> bool:
     return any(field == other or other.startswith(f"{field}.") or field.startswith(f"{other}.") for other in fields)
 
 
-def parse_source_file(path: Path, *, check_references: bool = False) -> SourceConfig:
+def parse_source_file(path: Path, *, extra_checks: ExtraChecks | None = None) -> SourceConfig:
     """Parse and validate one source config file; raise ConfigError naming the file and field.
 
-    With `check_references`, also look outside the file: that referenced Airflow connections and
-    env vars exist, that a python source's function imports, that a local folder exists. That is
-    for `cli validate`, never for DAG parsing (it may query Airflow's metadata database).
+    `extra_checks` also looks outside the file (referenced connections and env vars exist, a
+    python source's function imports, a local folder exists). That is for `mallard validate`,
+    never for DAG parsing (it may query Airflow's metadata database).
     """
     try:
         # libyaml's loader (in PyYAML's wheels) is ~10x faster than the pure-Python safe_load.
@@ -198,10 +194,8 @@ def parse_source_file(path: Path, *, check_references: bool = False) -> SourceCo
         problems += [p for p in _problems_from_validation(path, error) if not _overlaps(p.field, flagged)]
         raise ConfigError(problems) from error
     issues = source.cross_checks()
-    if check_references:
-        from include.mallard.secrets import reference_issues
-
-        issues += reference_issues(source)
+    if extra_checks is not None:
+        issues += extra_checks(source)
     problems += [ConfigProblem(path, issue.field, issue.message, issue.fix) for issue in issues]
     if problems:
         raise ConfigError(problems)
@@ -210,15 +204,15 @@ def parse_source_file(path: Path, *, check_references: bool = False) -> SourceCo
 
 def source_files(sources_dir: Path) -> list[Path]:
     """The config files in a folder, sorted so that task groups have a stable order."""
-    return sorted(p for p in sources_dir.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+    return sorted(p for p in sources_dir.iterdir() if p.suffix.lower() in CONFIG_SUFFIXES and p.is_file())
 
 
 def load_sources(
-    sources_dir: Path, *, include_disabled: bool = False, check_references: bool = False
+    sources_dir: Path, *, include_disabled: bool = False, extra_checks: ExtraChecks | None = None
 ) -> list[SourceConfig]:
     """Load every source config in `sources_dir`; raise one ConfigError listing every bad file.
 
-    `check_references` also checks connections, env vars, modules and folders (see `parse_source_file`).
+    `extra_checks` also checks connections, env vars, modules and folders (see `parse_source_file`).
     """
     if not sources_dir.is_dir():
         problem = ConfigProblem(sources_dir, "(folder)", "does not exist", "create it and add a source YAML file")
@@ -228,7 +222,7 @@ def load_sources(
     first_file_by_name: dict[str, Path] = {}
     for path in source_files(sources_dir):
         try:
-            source = parse_source_file(path, check_references=check_references)
+            source = parse_source_file(path, extra_checks=extra_checks)
         except ConfigError as error:
             problems.extend(error.problems)
             continue

@@ -20,13 +20,11 @@ import duckdb
 from dlt.common import json
 from dlt.extract import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem
-from dlt.sources.filesystem.readers import _read_parquet
 
-from include.mallard.config import FilesSource
-from include.mallard.config.models import FileTable, effective_disposition
+from include.mallard.config import FilesSource, FileTable
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
-from include.mallard.sources.builders import apply_table_hints, interval_incremental, typed_cursor
+from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
 
 FILE_COLUMN = "_file_path"
 # Rows per Arrow batch handed to dlt. With dlt's 5,000, per-batch overhead made large files ~10%
@@ -116,13 +114,27 @@ def jsonl_rows(item: FileItemDict, source_name: str = "?") -> Iterator[list[dict
         yield chunk
 
 
+def parquet_batches(item: FileItemDict, source_name: str = "?") -> Iterator[Any]:
+    """The row groups of one Parquet file as Arrow record batches (pyarrow); a damaged file is named."""
+    from pyarrow import ArrowException, parquet
+
+    with item.open() as file:
+        try:
+            yield from parquet.ParquetFile(file).iter_batches(batch_size=CSV_BATCH_ROWS)
+        except (ArrowException, OSError) as error:
+            raise MalformedFileError(
+                f"source {source_name!r}: file {item['file_url']} is not a readable Parquet file ({error}). "
+                "Fix or remove the file (a copy that was cut short is a common cause)."
+            ) from error
+
+
 def _read_one(item: FileItemDict, table: FileTable, source_name: str) -> Iterator[Any]:
-    # dlt's reader for Parquet; ours for CSV (faster on large files) and JSONL (errors name the line).
+    # Ours for every format: CSV is faster read by path, and each error names the file (and line).
     if table.format == "csv":
         return csv_batches(item, table.delimiter, source_name)
     if table.format == "jsonl":
         return jsonl_rows(item, source_name)
-    return _read_parquet([item], use_pyarrow=True)
+    return parquet_batches(item, source_name)
 
 
 def _with_file_column(batch: Any, file_path: str) -> Any:
@@ -150,33 +162,25 @@ def read_tagged(items: Iterable[FileItemDict], table: FileTable, source_name: st
 
 def _table_resource(config: FilesSource, table: FileTable, interval: Interval) -> DltResource:
     files = filesystem(bucket_url=bucket_url(config.path), file_glob=table.glob)
-    primary_key = table.primary_key or config.primary_key
-    write_disposition = table.write_disposition or config.write_disposition
+    settings = config.settings_of(table)
     if not table.new_files_only:
         reader = (files | read_files(table=table, source_name=config.name)).with_name(table.name)
-        apply_table_hints(
-            reader,
-            interval=interval,
-            cursor=table.cursor,
-            primary_key=primary_key,
-            write_disposition=write_disposition,
-        )
+        apply_table_hints(reader, settings, cursor=table.cursor, interval=interval)
         if table.cursor and table.format == "jsonl":
             reader.add_map(typed_cursor(table.cursor), insert_at=1)  # JSON times are text
         return reader
     # Pick the files by modification time, the same [start, end) bounds as a row cursor.
     files.apply_hints(incremental=interval_incremental("modification_date", interval))
     reader = (files | read_tagged(table=table, source_name=config.name)).with_name(table.name)
-    disposition = effective_disposition(write_disposition, None, incremental=True)
     reader.apply_hints(
-        write_disposition=disposition,
-        primary_key=primary_key or None,
+        write_disposition=settings.write_disposition,
+        primary_key=settings.primary_key or None,
         # delete-insert on the file: rows of a re-read file replace that file's earlier rows.
-        merge_key=FILE_COLUMN if disposition == "merge" else None,
+        merge_key=FILE_COLUMN if settings.write_disposition == "merge" else None,
     )
     return reader
 
 
-def files_resources(config: FilesSource, interval: Interval) -> list[DltResource]:
+def build(config: FilesSource, interval: Interval) -> list[DltResource]:
     """One resource per table of a files source."""
     return [_table_resource(config, table, interval) for table in config.tables]

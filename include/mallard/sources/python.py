@@ -9,6 +9,7 @@ contract work as for every other kind.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ from dlt.extract import DltResource, DltSource
 
 from include.mallard.config import PythonSource
 from include.mallard.interval import Interval
-from include.mallard.secrets import call_arguments, resolve_args
+from include.mallard.secrets import resolve_args
 
 
 def load_function(reference: str) -> Any:
@@ -26,6 +27,14 @@ def load_function(reference: str) -> Any:
     if not callable(function):
         raise TypeError(f"{reference} is not a function")
     return function
+
+
+def call_arguments(function: Any, args: dict[str, Any], start: Any, end: Any) -> dict[str, Any]:
+    """`args`, plus start/end if the function takes them (by name or through **kwargs)."""
+    parameters = inspect.signature(function).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    extra = {key: value for key, value in (("start", start), ("end", end)) if key in parameters or takes_any}
+    return {**extra, **args}
 
 
 def _as_items(result: Any, reference: str) -> list[DltSource | DltResource]:
@@ -39,7 +48,7 @@ def _as_items(result: Any, reference: str) -> list[DltSource | DltResource]:
     )
 
 
-def python_resources(config: PythonSource, interval: Interval) -> list[DltSource | DltResource]:
+def build(config: PythonSource, interval: Interval) -> list[DltSource | DltResource]:
     """Call the configured function for `interval`; apply the config's table defaults if it sets them."""
     function = load_function(config.function)
     result = function(**call_arguments(function, resolve_args(config.args), interval.start, interval.end))

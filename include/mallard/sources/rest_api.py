@@ -18,22 +18,10 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, Bea
 from dlt.sources.rest_api import rest_api_resources as dlt_rest_api_resources
 
 from include.mallard.config import RestApiSource, RestResource
-from include.mallard.config.models import (
-    PLACEHOLDER,
-    ApiKeyAuth,
-    BasicAuth,
-    BearerAuth,
-    CursorPaginator,
-    HeaderLinkPaginator,
-    NextLinkPaginator,
-    OffsetPaginator,
-    PageNumberPaginator,
-    RestIncremental,
-    SinglePagePaginator,
-)
+from include.mallard.config.kinds.rest_api import PLACEHOLDER, ApiKeyAuth, BasicAuth, BearerAuth, RestIncremental
 from include.mallard.interval import Interval
 from include.mallard.secrets import connection_login, resolve_secret
-from include.mallard.sources.builders import bound_to_interval, typed_cursor
+from include.mallard.sources.hints import apply_table_hints, typed_cursor
 
 UTC = dt.UTC
 
@@ -91,37 +79,22 @@ def require_json(source_name: str, secret_params: set[str]) -> Callable[[Respons
     return check
 
 
+# Mallard's paginator names that differ from dlt's; the models' other fields are dlt's keys.
+_DLT_PAGINATOR_TYPE = {"next_link": "json_link"}
+# Numbered pages stop at the first empty page when the API gives no total.
+_STOPS_AFTER_EMPTY_PAGE = {"page_number", "offset"}
+
+
 def paginator_config(paginator: Any) -> dict[str, Any] | None:
-    """dlt's paginator config for one of Mallard's paginator models."""
+    """dlt's paginator config for one of Mallard's paginator models (their fields are dlt's keys)."""
     if paginator is None:
         return None
-    if isinstance(paginator, PageNumberPaginator):
-        return {
-            "type": "page_number",
-            "page_param": paginator.page_param,
-            "base_page": paginator.base_page,
-            "total_path": paginator.total_path,
-            "maximum_page": paginator.maximum_page,
-            "stop_after_empty_page": True,
-        }
-    if isinstance(paginator, OffsetPaginator):
-        return {
-            "type": "offset",
-            "limit": paginator.limit,
-            "offset_param": paginator.offset_param,
-            "limit_param": paginator.limit_param,
-            "total_path": paginator.total_path,
-            "maximum_offset": paginator.maximum_offset,
-            "stop_after_empty_page": True,
-        }
-    if isinstance(paginator, CursorPaginator):
-        return {"type": "cursor", "cursor_path": paginator.cursor_path, "cursor_param": paginator.cursor_param}
-    if isinstance(paginator, NextLinkPaginator):
-        return {"type": "json_link", "next_url_path": paginator.next_url_path}
-    if isinstance(paginator, HeaderLinkPaginator):
-        return {"type": "header_link"}
-    assert isinstance(paginator, SinglePagePaginator)
-    return {"type": "single_page"}
+    # None stays explicit: an unset `total_path` means "no total" to Mallard, while dlt's default is "total".
+    config = paginator.model_dump()
+    config["type"] = _DLT_PAGINATOR_TYPE.get(paginator.type, paginator.type)
+    if paginator.type in _STOPS_AFTER_EMPTY_PAGE:
+        config["stop_after_empty_page"] = True
+    return config
 
 
 def bound_formatter(param_format: str) -> Callable[[Any], Any]:
@@ -179,7 +152,7 @@ def _resource_config(
     return config
 
 
-def rest_api_resources(config: RestApiSource, interval: Interval) -> list[DltResource]:
+def build(config: RestApiSource, interval: Interval) -> list[DltResource]:
     """One dlt resource per configured endpoint, bound to `interval` where incremental."""
     client: dict[str, Any] = {
         "base_url": config.base_url,
@@ -202,17 +175,11 @@ def rest_api_resources(config: RestApiSource, interval: Interval) -> list[DltRes
     by_name = {resource.name: resource for resource in built}
     resources = []
     for resource in config.resources:
-        dlt_resource = by_name[resource.name]
-        incremental = resource.incremental is not None
-        disposition = resource.write_disposition or config.write_disposition or ("merge" if incremental else "replace")
-        primary_key = resource.primary_key or config.primary_key
-        if resource.incremental is not None:
-            bound_to_interval(
-                dlt_resource, resource.incremental.cursor, primary_key, interval, write_disposition=disposition
-            )
+        dlt_resource = apply_table_hints(
+            by_name[resource.name], config.settings_of(resource), cursor=resource.cursor_column, interval=interval
+        )
+        if resource.cursor_column:
             # Typed cursor values before the interval filter compares them with the bounds.
-            dlt_resource.add_map(typed_cursor(resource.incremental.cursor), insert_at=1)
-        else:
-            dlt_resource.apply_hints(write_disposition=disposition, primary_key=primary_key or None)
+            dlt_resource.add_map(typed_cursor(resource.cursor_column), insert_at=1)
         resources.append(dlt_resource)
     return resources

@@ -19,7 +19,7 @@ from dlt.sources.sql_database import sql_table
 from include.mallard.config import SqlDatabaseSource, SqlTable
 from include.mallard.interval import Interval
 from include.mallard.secrets import resolve_sql_url
-from include.mallard.sources.builders import apply_table_hints
+from include.mallard.sources.hints import apply_table_hints
 
 
 def _is_date_only(column_type: Any) -> bool:
@@ -53,7 +53,7 @@ def _column_types(engine: sa.engine.Engine, table: SqlTable, schema: str | None)
     return {column["name"]: column["type"] for column in columns}
 
 
-def sql_database_resources(config: SqlDatabaseSource, interval: Interval) -> list[DltResource]:
+def build(config: SqlDatabaseSource, interval: Interval) -> list[DltResource]:
     """One `sql_table` resource per configured table."""
     engine = sa.create_engine(resolve_sql_url(config.credentials))
     resources = []
@@ -77,12 +77,7 @@ def sql_database_resources(config: SqlDatabaseSource, interval: Interval) -> lis
         )
         resources.append(
             apply_table_hints(
-                resource,
-                interval=interval,
-                cursor=table.cursor,
-                primary_key=table.primary_key or config.primary_key,
-                write_disposition=table.write_disposition or config.write_disposition,
-                as_dates=as_dates,
+                resource, config.settings_of(table), cursor=table.cursor, interval=interval, as_dates=as_dates
             )
         )
     return resources

@@ -11,7 +11,13 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from include.mallard.config.models import SyntheticSource
+import dlt
+from dlt.extract import DltResource
+
+from include.mallard.config import SyntheticSource
+from include.mallard.config.kinds.synthetic import SYNTHETIC_CURSORS
+from include.mallard.interval import Interval
+from include.mallard.sources.hints import bound_to_interval
 
 ORDER_STATUSES = ("placed", "shipped", "completed", "returned")
 ORDER_STATUS_WEIGHTS = (1, 2, 6, 1)
@@ -103,3 +109,29 @@ def interval_rows(
         orders.extend(o for o in day_orders if start <= o["ordered_at"] < end)
         payments.extend(p for p in day_payments if start <= p["paid_at"] < end)
     return orders, payments
+
+
+def build(config: SyntheticSource, interval: Interval) -> list[DltResource]:
+    """The customers (full refresh) and the orders and payments of `interval` (merged on id)."""
+    # Full refresh reloads every day from first_day up to the end of the interval.
+    start = interval.start if config.incremental else dt.datetime.combine(config.first_day, dt.time(), UTC)
+    days = list(days_between(start, interval.end))
+
+    def orders() -> Iterator[list[dict[str, Any]]]:
+        for day in days:
+            yield day_rows(config, day)[0]
+
+    def payments() -> Iterator[list[dict[str, Any]]]:
+        for day in days:
+            yield day_rows(config, day)[1]
+
+    customers = dlt.resource(customer_rows(config), name="customers", write_disposition="replace", primary_key="id")
+    bounds = Interval(start, interval.end)
+    facts = [
+        bound_to_interval(dlt.resource(rows, name=name), SYNTHETIC_CURSORS[name], ["id"], bounds)
+        for name, rows in (("orders", orders), ("payments", payments))
+    ]
+    if not config.incremental:
+        for resource in facts:
+            resource.apply_hints(write_disposition="replace")
+    return [customers, *facts]

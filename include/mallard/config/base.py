@@ -1,0 +1,314 @@
+"""What every source kind shares: the strict model base, secret references, tables and their defaults.
+
+A kind's own module (`config/kinds/<kind>.py`) subclasses `SourceBase` (and `TablesSource` when
+it has a list of tables), and declares in one place what the rest of Mallard needs to know about
+it: its `tables_in_config()`, its incremental `table_cursors()`, and the `external_issues()` that
+`mallard validate` checks outside the file. Secret references are found by walking the fields.
+
+Nothing here imports dlt or Airflow: this module is read at DAG parse time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from include.mallard.config.cron import CRON_FIX, cron_problem
+
+SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
+TABLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+CONNECTION_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+SECRET_REFERENCE_FIX = (
+    "move the value to an environment variable or an Airflow connection and reference it, "
+    "e.g. `{env: MY_API_TOKEN}` or `{connection: my_api}`"
+)
+
+WriteDisposition = Literal["append", "replace", "merge"]
+SchemaContract = Literal["evolve", "freeze", "discard_rows"]
+
+
+class ConfigValueError(ValueError):
+    """A validation error that carries its own fix, and may keep the input out of the message."""
+
+    def __init__(self, message: str, *, fix: str, hide_input: bool = False) -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.hide_input = hide_input
+
+
+def literal_secret_error(what: str) -> ConfigValueError:
+    """The error for a secret written into a config file; the value itself is never echoed."""
+    return ConfigValueError(
+        f"{what} must not be written in the file (value hidden)", fix=SECRET_REFERENCE_FIX, hide_input=True
+    )
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem found by a cross-field or outside check: the field path, what is wrong, how to fix it."""
+
+    field: str
+    message: str
+    fix: str
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are errors, so a typo never silently becomes a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def one_key_is_a_list(value: object) -> object:
+    """`primary_key: id` means `primary_key: [id]`."""
+    return [value] if isinstance(value, str) else value
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted (linear in the number of names)."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+class ExternalReference(StrictModel):
+    """A value that lives outside the file: an env var or an Airflow connection, read at task run time."""
+
+    env: str | None = Field(None, pattern=ENV_NAME_PATTERN, description="Name of an environment variable.")
+    connection: str | None = Field(None, pattern=CONNECTION_ID_PATTERN, description="An Airflow connection id.")
+
+
+class SecretRef(ExternalReference):
+    """Where a secret comes from at task run time: an env var or an Airflow connection."""
+
+    field: str = Field(
+        "password",
+        pattern=r"^(password|login|host|schema|extra\.[A-Za-z0-9_.-]+)$",
+        description="With `connection`: which part holds the secret (password, login, host, schema, extra.<key>).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literals(cls, value: object) -> object:
+        if isinstance(value, str | int | float):
+            raise literal_secret_error("a secret")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_place(self) -> SecretRef:
+        if (self.env is None) == (self.connection is None):
+            raise ValueError(
+                "give exactly one of `env` (an environment variable) or `connection` (an Airflow connection)"
+            )
+        return self
+
+    @property
+    def where(self) -> str:
+        """A human description, never the value."""
+        return f"env var {self.env}" if self.env else f"Airflow connection {self.connection!r} ({self.field})"
+
+
+def is_reference_mapping(value: object) -> bool:
+    """True for a free-form value written as `{env: ...}` or `{connection: ...}`."""
+    return isinstance(value, dict) and bool({"env", "connection"} & value.keys())
+
+
+class SourceBase(StrictModel):
+    """Fields every source kind accepts, and the questions every kind answers."""
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=SOURCE_NAME_PATTERN,
+            description="Source name; data lands in schema raw_<name>. Defaults to the file name.",
+        ),
+    ]
+    description: str = Field("", description="Shown in the DAG docs.")
+    enabled: bool = Field(True, description="Disabled sources get no task group.")
+    tags: list[str] = Field(default_factory=list, description="Extra Airflow tags for the source's tasks.")
+    retries: int = Field(2, ge=0, le=20, description="Airflow retries for the source's tasks.")
+    schedule: str | None = Field(
+        None,
+        description=(
+            "Cron expression (UTC) for this source's own schedule, e.g. '0 */6 * * *'; each run loads its own "
+            "data interval. Default: the ELT DAG's schedule."
+        ),
+    )
+    schema_contract: SchemaContract = Field(
+        "evolve",
+        description=(
+            "What a change in the data's shape does: evolve (new columns and types are added), freeze (a new column "
+            "or a changed type fails the run before anything loads), discard_rows (rows that do not fit are dropped)."
+        ),
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is not None and (problem := cron_problem(value)):
+            raise ConfigValueError(problem, fix=CRON_FIX)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_not_empty(cls, tags: list[str]) -> list[str]:
+        if any(not tag.strip() for tag in tags):
+            raise ValueError("tags must not be empty strings")
+        return tags
+
+    @property
+    def dataset_name(self) -> str:
+        """The warehouse schema the source loads into."""
+        return f"raw_{self.name}"
+
+    def cross_checks(self) -> list[Issue]:
+        """Problems that involve several fields; empty when the config is consistent."""
+        return []
+
+    def table_cursors(self) -> dict[str, str]:
+        """Table -> incremental cursor column, for the tables the config binds to the run's interval."""
+        return {}
+
+    def secret_references(self) -> Iterator[tuple[str, ExternalReference]]:
+        """(field path, reference) for every env var or connection the config points at."""
+        yield from _references_in(self, "")
+
+    def external_issues(self) -> list[Issue]:
+        """Checks outside the file that need no Airflow (imports, folders); run by `mallard validate`."""
+        return []
+
+
+def _references_in(model: BaseModel, path: str) -> Iterator[tuple[str, ExternalReference]]:
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = f"{path}.{field.alias or name}" if path else (field.alias or name)
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            where = here if index is None else f"{here}[{index}]"
+            if isinstance(item, ExternalReference):
+                yield where, item
+            elif isinstance(item, BaseModel):
+                yield from _references_in(item, where)
+
+
+class TableBase(StrictModel):
+    """What every kind's table (a file glob, a SQL table, a REST resource) has."""
+
+    name: Annotated[str, Field(pattern=TABLE_NAME_PATTERN, description="Table name in raw_<source>.")]
+    primary_key: list[str] = Field(default_factory=list, description="Column(s) that identify a row.")
+    write_disposition: WriteDisposition | None = Field(None, description="Overrides the source's default.")
+
+    _normalize_key = field_validator("primary_key", mode="before")(one_key_is_a_list)
+
+    @property
+    def cursor_column(self) -> str | None:
+        """The column that binds the table to the run's interval, if any."""
+        return None
+
+    @property
+    def is_incremental(self) -> bool:
+        """Whether each run loads only its interval's slice of the table."""
+        return self.cursor_column is not None
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """A table's settings after its source's defaults are applied."""
+
+    primary_key: list[str]
+    write_disposition: WriteDisposition
+    incremental: bool
+
+
+def effective_disposition(
+    table_disposition: str | None, source_disposition: str | None, incremental: bool
+) -> WriteDisposition:
+    """The write disposition a table gets: its own, else the source's, else merge/replace."""
+    return table_disposition or source_disposition or ("merge" if incremental else "replace")  # type: ignore[return-value]
+
+
+class TableDefaults(StrictModel):
+    """Source-level defaults for the tables of a source; a table's own setting wins."""
+
+    write_disposition: WriteDisposition | None = Field(
+        None,
+        description=(
+            "Default for every table: append, replace (full refresh, swapped in one transaction) or merge "
+            "(upsert on primary_key). Unset: merge for incremental tables, replace otherwise."
+        ),
+    )
+    primary_key: list[str] = Field(default_factory=list, description="Default primary key column(s) of every table.")
+
+    _normalize_key = field_validator("primary_key", mode="before")(one_key_is_a_list)
+
+    def settings_of(self, table: TableBase) -> TableSettings:
+        """The one place where a table's setting is resolved against its source's default."""
+        return TableSettings(
+            primary_key=table.primary_key or self.primary_key,
+            write_disposition=effective_disposition(
+                table.write_disposition, self.write_disposition, table.is_incremental
+            ),
+            incremental=table.is_incremental,
+        )
+
+
+class TablesSource(TableDefaults, SourceBase):
+    """A kind whose config lists its tables: one cross-check loop serves them all."""
+
+    # The field that holds the tables, and how its items are called in messages.
+    TABLES_FIELD: ClassVar[str] = "tables"
+
+    def tables_in_config(self) -> list[TableBase]:
+        """The configured tables, in file order."""
+        return list(getattr(self, self.TABLES_FIELD))
+
+    def table_cursors(self) -> dict[str, str]:
+        return {t.name: t.cursor_column for t in self.tables_in_config() if t.cursor_column is not None}
+
+    def cross_checks(self) -> list[Issue]:
+        issues = []
+        for index, table in enumerate(self.tables_in_config()):
+            where = f"{self.TABLES_FIELD}[{index}]"
+            issues += key_issues(where, self.settings_of(table), has_other_key=self.has_row_key_of_its_own(table))
+            issues += self.table_issues(where, table)
+        return issues
+
+    def has_row_key_of_its_own(self, table: TableBase) -> bool:
+        """True when a merge needs no primary key for `table` (the kind merges on something else)."""
+        return False
+
+    def table_issues(self, where: str, table: TableBase) -> list[Issue]:
+        """A kind's own checks of one table (beyond the key rules every kind shares)."""
+        return []
+
+
+def unique_names(items: list[TableBase], what: str, *, fold_case: bool = False) -> list[TableBase]:
+    """`items`, or a ValueError naming the repeated names (a field validator's body)."""
+    names = [item.name.lower() if fold_case else item.name for item in items]
+    if duplicates := repeated(names):
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(duplicates)}")
+    return items
+
+
+def key_issues(where: str, settings: TableSettings, *, has_other_key: bool = False) -> list[Issue]:
+    """The key rules every table follows: a merge needs a key, an incremental table cannot replace."""
+    issues = []
+    if settings.write_disposition == "merge" and not settings.primary_key and not has_other_key:
+        issues.append(
+            Issue(
+                f"{where}.primary_key",
+                "a merge (the default for incremental tables) needs a primary key to replace rows on",
+                "add `primary_key: [<column>]` to the table or the source, or set `write_disposition: append`",
+            )
+        )
+    if settings.write_disposition == "replace" and settings.incremental:
+        issues.append(
+            Issue(
+                f"{where}.write_disposition",
+                "an incremental table cannot use replace: each run would keep only its own interval",
+                "use merge (with a primary_key) or append, or drop the incremental setting",
+            )
+        )
+    return issues

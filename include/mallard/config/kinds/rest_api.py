@@ -1,0 +1,273 @@
+"""`kind: rest_api`: a declarative REST API (dlt's rest_api source), secrets by reference only."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from include.mallard.config.base import (
+    Issue,
+    SecretRef,
+    StrictModel,
+    TableBase,
+    TablesSource,
+    literal_secret_error,
+    unique_names,
+)
+
+SECRET_KEY = re.compile(
+    r"(?i)(^authorization$|^cookie$|password|passwd|secret|token|api[-_]?key|apikey|access[-_]?key|signature)"
+)
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def check_no_literal_secrets_in(mapping: dict[str, Any], what: str) -> None:
+    """Headers and query parameters are written in the file: refuse the ones that carry credentials."""
+    for key in mapping:
+        if SECRET_KEY.search(key):
+            raise literal_secret_error(f"{what} {key!r} looks like a credential; it")
+
+
+class BearerAuth(StrictModel):
+    """`Authorization: Bearer <token>`."""
+
+    type: Literal["bearer"]
+    token: SecretRef = Field(description="Where the token comes from: {env: NAME} or {connection: ID}.")
+
+
+class ApiKeyAuth(StrictModel):
+    """An API key sent in a header, a query parameter or a cookie."""
+
+    type: Literal["api_key"]
+    name: str = Field("X-API-Key", description="Header, query parameter or cookie name.")
+    location: Literal["header", "query", "cookie"] = Field("header", description="Where the key is sent.")
+    api_key: SecretRef = Field(description="Where the key comes from: {env: NAME} or {connection: ID}.")
+
+
+class BasicAuth(StrictModel):
+    """HTTP basic auth."""
+
+    type: Literal["basic"]
+    username: str | None = Field(
+        None, description="User name; unset with `password: {connection: ID}` takes the connection's login."
+    )
+    password: SecretRef = Field(description="Where the password comes from: {env: NAME} or {connection: ID}.")
+
+
+RestAuth = Annotated[BearerAuth | ApiKeyAuth | BasicAuth, Field(discriminator="type")]
+
+
+class PageNumberPaginator(StrictModel):
+    """?page=1, ?page=2, ... until an empty page, `total_path` pages or `maximum_page`."""
+
+    type: Literal["page_number"]
+    page_param: str = Field("page", description="Query parameter carrying the page number.")
+    base_page: int = Field(1, ge=0, description="Number of the first page (0 or 1).")
+    total_path: str | None = Field(None, description="JSON path of the total number of pages in a response.")
+    maximum_page: int | None = Field(None, ge=1, description="Stop after this page.")
+
+
+class OffsetPaginator(StrictModel):
+    """?offset=0&limit=N, ?offset=N&limit=N, ... until an empty page or `total_path` items."""
+
+    type: Literal["offset"]
+    limit: int = Field(ge=1, description="Items per page.")
+    offset_param: str = Field("offset", description="Query parameter carrying the offset.")
+    limit_param: str = Field("limit", description="Query parameter carrying the page size.")
+    total_path: str | None = Field(None, description="JSON path of the total number of items in a response.")
+    maximum_offset: int | None = Field(None, ge=1, description="Stop at this offset.")
+
+
+class CursorPaginator(StrictModel):
+    """The response holds a cursor (`cursor_path`) that the next request sends as `cursor_param`."""
+
+    type: Literal["cursor"]
+    cursor_path: str = Field(description="JSON path of the next cursor in a response, e.g. meta.next_cursor.")
+    cursor_param: str = Field(description="Query parameter that sends the cursor back, e.g. cursor.")
+
+
+class NextLinkPaginator(StrictModel):
+    """The response body holds the URL of the next page."""
+
+    type: Literal["next_link"]
+    next_url_path: str = Field(description="JSON path of the next page's URL, e.g. links.next.")
+
+
+class HeaderLinkPaginator(StrictModel):
+    """The next page's URL is in the `Link: <...>; rel="next"` response header."""
+
+    type: Literal["header_link"]
+
+
+class SinglePagePaginator(StrictModel):
+    """One request, no pagination."""
+
+    type: Literal["single_page"]
+
+
+RestPaginator = Annotated[
+    PageNumberPaginator
+    | OffsetPaginator
+    | CursorPaginator
+    | NextLinkPaginator
+    | HeaderLinkPaginator
+    | SinglePagePaginator,
+    Field(discriminator="type"),
+]
+
+
+class RestIncremental(StrictModel):
+    """Bind a resource to the run's interval: send the bounds as query parameters, keep the rows inside them."""
+
+    cursor: str = Field(description="Field of each record holding its time, e.g. updated_at (ISO text or epoch).")
+    start_param: str | None = Field(None, description="Query parameter that receives the interval start.")
+    end_param: str | None = Field(None, description="Query parameter that receives the interval end (exclusive).")
+    param_format: str = Field(
+        "iso",
+        description=(
+            "How the bounds are sent: iso (2024-01-02T00:00:00Z), date (2024-01-02), unix (epoch seconds) or a "
+            "strftime pattern such as '%Y-%m-%d %H:%M:%S'."
+        ),
+    )
+
+    @field_validator("param_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ("iso", "date", "unix") and "%" not in value:
+            raise ValueError("use iso, date, unix or a strftime pattern containing '%'")
+        return value
+
+
+class RestResource(TableBase):
+    """One endpoint, loaded as one table."""
+
+    path: str | None = Field(
+        None,
+        description="Endpoint path relative to base_url (default: the name). A child uses {field} of its parent.",
+    )
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method.")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Fixed query parameters.")
+    data_selector: str | None = Field(None, description="JSON path of the records in a response (default: guessed).")
+    paginator: RestPaginator | None = Field(None, description="Overrides the source's paginator.")
+    incremental: RestIncremental | None = Field(None, description="Load only the records of the run's interval.")
+    parent: str | None = Field(
+        None, description="Name of another resource: this one is requested once per parent record."
+    )
+    include_from_parent: list[str] = Field(
+        default_factory=list, description="Parent fields copied into each child record (as _<parent>_<field>)."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            raise ValueError("the path is relative to base_url; put the scheme and host in base_url")
+        return value
+
+    @property
+    def endpoint_path(self) -> str:
+        return self.path if self.path is not None else self.name
+
+    @property
+    def placeholders(self) -> list[str]:
+        return PLACEHOLDER.findall(self.endpoint_path)
+
+    @property
+    def cursor_column(self) -> str | None:
+        return self.incremental.cursor if self.incremental is not None else None
+
+
+class RestApiSource(TablesSource):
+    """A REST API, loaded with dlt's rest_api source (pagination, auth, retries on 429/5xx)."""
+
+    TABLES_FIELD: ClassVar[str] = "resources"
+
+    kind: Literal["rest_api"]
+    base_url: str = Field(description="http(s) URL that resource paths are relative to.")
+    auth: RestAuth | None = Field(None, description="bearer, api_key or basic; secrets by reference only.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (no credentials).")
+    paginator: RestPaginator | None = Field(None, description="Default paginator (unset: dlt detects it).")
+    request_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per request; 429 and 5xx answers are retried with backoff."
+    )
+    request_timeout: float = Field(60, gt=0, le=3600, description="Seconds to wait for each response.")
+    resources: list[RestResource] = Field(min_length=1, description="The endpoints to load.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("use an http(s) URL with a host, e.g. https://api.example.com/v1/")
+        if parts.username or parts.password:
+            raise literal_secret_error("a user or password in the URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credential_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_no_literal_secrets_in(value, "header")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_names_unique(cls, resources: list[RestResource]) -> list[RestResource]:
+        unique_names(resources, "resource")
+        for resource in resources:
+            check_no_literal_secrets_in(resource.params, f"query parameter of {resource.name!r}")
+        return resources
+
+    def table_issues(self, where: str, table: TableBase) -> list[Issue]:
+        assert isinstance(table, RestResource)
+        names = [resource.name for resource in self.resources]
+        if table.parent is not None:
+            if table.parent == table.name or table.parent not in names:
+                others = ", ".join(n for n in names if n != table.name) or "(none)"
+                return [
+                    Issue(
+                        f"{where}.parent",
+                        f"{table.parent!r} is not another resource of this source",
+                        f"use one of: {others}",
+                    )
+                ]
+            if not table.placeholders:
+                return [
+                    Issue(
+                        f"{where}.path",
+                        "a child resource's path must use a field of its parent, e.g. orders/{id}/items",
+                        "add a {field} placeholder naming a field of the parent's records",
+                    )
+                ]
+        elif table.placeholders or table.include_from_parent:
+            return [
+                Issue(
+                    f"{where}.parent",
+                    "the path has {placeholders} or include_from_parent but the resource has no parent",
+                    "add `parent: <resource name>` or remove the placeholders",
+                )
+            ]
+        return []
+
+    def cross_checks(self) -> list[Issue]:
+        return super().cross_checks() + _parent_cycles(self.resources)
+
+
+def _parent_cycles(resources: list[RestResource]) -> list[Issue]:
+    parent_of = {resource.name: resource.parent for resource in resources}
+    for index, resource in enumerate(resources):
+        seen, current = {resource.name}, resource.parent
+        while current in parent_of:
+            if current in seen:
+                return [
+                    Issue(
+                        f"resources[{index}].parent",
+                        f"the parents form a cycle through {current!r}",
+                        "make one resource of the cycle a top-level resource (no parent)",
+                    )
+                ]
+            seen.add(current)
+            current = parent_of[current]
+    return []
