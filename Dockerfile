@@ -13,5 +13,7 @@ ENV PYTHONPATH=/usr/local/airflow \
 
 # dbt runs in the same environment as Airflow (requirements.txt), so Cosmos can invoke it
 # in-process (InvocationMode.DBT_RUNNER). Build the manifest Cosmos renders the DAG from, so that
-# parsing the DAG never runs dbt.
+# parsing the DAG never runs dbt. `mallard manifest` checks the dbt profile, and runs `dbt deps`
+# first when include/dbt declares packages (packages.yml) and has no dbt_packages/ yet; hub and git
+# packages need network access at build time, and the build fails naming the fix without it.
 RUN python -m include.mallard.cli manifest

@@ -19,7 +19,8 @@ $(VENV)/.installed: requirements.txt requirements-local.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# Build include/dbt/target/manifest.json, which Cosmos renders the dbt tasks from.
+# Build include/dbt/target/manifest.json, which Cosmos renders the dbt tasks from. Runs `dbt deps`
+# first when include/dbt has a packages.yml and no dbt_packages/ (hub and git packages need network).
 manifest: install
 	$(MALLARD) manifest
 

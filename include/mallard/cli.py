@@ -40,13 +40,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def validate(
     sources_dir: SourcesDir = SOURCES_DIR,
+    dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR,
     check_references: Annotated[
         bool,
         typer.Option(help="Also check what the files point at: connections, env vars, python functions, folders."),
     ] = True,
 ) -> None:
-    """Check every source config; print each problem with its file, field and fix."""
+    """Check every source config, mallard.yml and the dbt profile; print each problem with its file, field and fix."""
     from include.mallard.config import ConfigError, load_sources
+    from include.mallard.config.project import settings_problems
+    from include.mallard.dbt_project import DbtProjectError, check_profile
     from include.mallard.secrets import reference_issues
 
     try:
@@ -58,6 +61,16 @@ def validate(
     for source in sources:
         state = "" if source.enabled else " (disabled)"
         typer.echo(f"ok  {source.name:<24} {source.kind:<12} -> {source.dataset_name}{state}")
+    # mallard.yml and the dbt profile, which the DAG parse checks too.
+    problems = [str(problem) for problem in settings_problems(sources_dir)]
+    if not problems:
+        typer.echo("ok  project settings (mallard.yml)")
+    try:
+        typer.echo(f"ok  dbt profile {check_profile(dbt_project_dir)}")
+    except DbtProjectError as error:
+        problems.append(str(error))
+    if problems:
+        raise _fail("\n".join(problems))
 
 
 @app.command()
@@ -136,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     """The console script: run one command with the project's environment; return its exit code."""
     apply_project_environment()
     try:
-        app(args=argv, prog_name="mallard", standalone_mode=False)
+        # Without standalone mode, click returns a command's exit code (typer.Exit) instead of exiting.
+        code = app(args=argv, prog_name="mallard", standalone_mode=False)
     except typer.Exit as done:
         return done.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -148,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             error.show()
             return error.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

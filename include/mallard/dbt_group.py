@@ -32,7 +32,7 @@ from cosmos import (
 )
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
 
-from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, profiles_file, read_dbt_project
+from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, check_profile, read_dbt_project
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
 DEFAULT_GROUP_ID = "dbt"
@@ -52,8 +52,9 @@ def build_dbt_group(
 ) -> DbtTaskGroup:
     """A Cosmos DbtTaskGroup over `dbt_project_dir`: one `dbt build` in the warehouse pool, watched per node."""
     project = read_dbt_project(dbt_project_dir)
+    # The profile is checked as YAML here, so a missing `duckdb` target fails the parse, not every model task.
+    profiles = check_profile(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
-    profiles = profiles_file(dbt_project_dir)
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(

@@ -1,14 +1,20 @@
-"""The dbt project as files: dbt_project.yml, the pre-built manifest and its freshness.
+"""The dbt project as files: dbt_project.yml, profiles.yml, packages, the pre-built manifest and its freshness.
 
 Cosmos-free and dbt-free at import time, so the CLI, the staging generator, the docs task and the
 Cosmos wiring (`dbt_group`) share it without pulling in each other. `build_manifest` imports dbt
-only when it runs.
+only when it runs (and runs `dbt deps` first when the project's packages are not installed).
+
+`check_profile` reads profiles.yml as YAML (never running dbt): the tasks run dbt with the
+`duckdb` target and the warehouse path in MALLARD_WAREHOUSE_PATH, so a profile without that target,
+or one writing another file, is an error at `mallard validate` and DAG parse time, not a model
+task failing (and retrying) at run time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,17 @@ FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
 _PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
+PACKAGE_FILES = ("packages.yml", "dependencies.yml")
+DEFAULT_PACKAGES_PATH = "dbt_packages"
+_WAREHOUSE_ENV_VAR = re.compile(r"env_var\(\s*['\"]" + re.escape(WAREHOUSE_PATH_ENV) + r"['\"]")
+PROFILE_EXAMPLE = """\
+  PROFILE:
+    target: duckdb
+    outputs:
+      duckdb:
+        type: duckdb
+        path: "{{ env_var('MALLARD_WAREHOUSE_PATH') }}"
+        retries: {connect_attempts: 10}"""
 
 
 class DbtProjectError(RuntimeError):
@@ -61,20 +78,99 @@ def profiles_file(dbt_project_dir: Path) -> Path:
     return path
 
 
-def _project_files(dbt_project_dir: Path) -> list[Path]:
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise DbtProjectError(f"{path} cannot be read as YAML: {error}") from None
+
+
+def check_profile(dbt_project_dir: Path) -> Path:
+    """profiles.yml, checked: the project's profile has a `duckdb` target of type duckdb whose path reads
+    MALLARD_WAREHOUSE_PATH; raise DbtProjectError saying what to add. Reads YAML only, never runs dbt."""
+    path = profiles_file(dbt_project_dir)
+    name = read_dbt_project(dbt_project_dir).get("profile")
+    example = PROFILE_EXAMPLE.replace("PROFILE", str(name))
+    profiles = _read_yaml(path)
+    profile = profiles.get(name) if isinstance(profiles, dict) else None
+    if not isinstance(profile, dict):
+        raise DbtProjectError(
+            f"{path} has no profile {name!r} (dbt_project.yml's `profile`). Add it, as in include/dbt/profiles.yml:\n"
+            f"{example}"
+        )
+    outputs = profile.get("outputs")
+    target = outputs.get(PROFILE_TARGET) if isinstance(outputs, dict) else None
+    if not isinstance(target, dict):
+        found = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else "none"
+        raise DbtProjectError(
+            f"{path}: profile {name!r} has no `{PROFILE_TARGET}` output (it has: {found}); Mallard runs dbt with "
+            f"--target {PROFILE_TARGET}. Add it under `outputs:`, e.g.\n{example}"
+        )
+    where = f"{path}: profile {name!r}, output `{PROFILE_TARGET}`"
+    kind = str(target.get("type", ""))
+    if kind != "duckdb" and "{{" not in kind:
+        raise DbtProjectError(
+            f"{where} has `type: {kind or '(none)'}`; Mallard's warehouse is DuckDB. "
+            f"Use `type: duckdb`, e.g.\n{example}"
+        )
+    if not _WAREHOUSE_ENV_VAR.search(str(target.get("path", ""))):
+        raise DbtProjectError(
+            f"{where} has `path: {target.get('path')!r}`, so dbt would not build the warehouse the sources load "
+            f"into. Use `path: \"{{{{ env_var('{WAREHOUSE_PATH_ENV}') }}}}\"` (a default after a comma is fine)"
+        )
+    return path
+
+
+def _packages_path(dbt_project_dir: Path) -> Path:
+    configured = read_dbt_project(dbt_project_dir).get("packages-install-path", DEFAULT_PACKAGES_PATH)
+    return dbt_project_dir / str(configured)
+
+
+def declared_packages(dbt_project_dir: Path) -> list[dict[str, Any]]:
+    """The `packages:` of packages.yml (or, without it, dependencies.yml), as dbt reads them."""
+    for name in PACKAGE_FILES:
+        if (dbt_project_dir / name).is_file():
+            document = _read_yaml(dbt_project_dir / name)
+            packages = document.get("packages") if isinstance(document, dict) else None
+            return [p for p in packages or [] if isinstance(p, dict)]
+    return []
+
+
+def _local_package_dirs(dbt_project_dir: Path) -> list[tuple[str, Path]]:
+    # dbt resolves `local:` against the project folder.
+    return [
+        (str(p["local"]), (dbt_project_dir / str(p["local"])).resolve())
+        for p in declared_packages(dbt_project_dir)
+        if "local" in p
+    ]
+
+
+def _files_under(root: Path) -> list[Path]:
     files = []
-    for path in sorted(dbt_project_dir.rglob("*")):
-        relative = path.relative_to(dbt_project_dir)
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
         if path.is_file() and path.suffix in _PROJECT_FILE_SUFFIXES and not _SKIPPED_FOLDERS & set(relative.parts):
             files.append(path)
     return files
 
 
+def _project_files(dbt_project_dir: Path) -> list[Path]:
+    return _files_under(dbt_project_dir)
+
+
 def project_fingerprint(dbt_project_dir: Path) -> str:
-    """A hash of every file `dbt parse` reads (paths and contents); cheap enough for parse time."""
+    """A hash of every file `dbt parse` reads (paths and contents), local packages' files included.
+
+    Hub and git packages are pinned by packages.yml (hashed); a `local:` package is a folder that can
+    change on its own, and dbt_packages/ only links to it. Cheap enough for parse time.
+    """
     digest = hashlib.sha256()
     for path in _project_files(dbt_project_dir):
         digest.update(str(path.relative_to(dbt_project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for declared, root in _local_package_dirs(dbt_project_dir):
+        digest.update(f"local:{declared}".encode() + (b"\0" if root.is_dir() else b"\0missing\0"))
+        for path in _files_under(root) if root.is_dir() else []:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -100,17 +196,55 @@ def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
     return manifest
 
 
-def build_manifest(dbt_project_dir: Path) -> Path:
-    """Run `dbt parse` so that Cosmos can render the DAG from target/manifest.json; return its path.
+def install_packages(dbt_project_dir: Path) -> bool:
+    """Run `dbt deps` if the project declares packages and its dbt_packages/ is missing or empty; True if it ran.
 
-    The warehouse path is set if the caller has not, so that a profile reading it with `env_var()`
-    and no default parses too.
+    Hub and git packages are downloaded: without network access that fails, with a message
+    saying how to install them instead.
     """
     from dbt.cli.main import dbtRunner
 
-    os.environ.setdefault(WAREHOUSE_PATH_ENV, str(resolve_warehouse_path()))
-    args = ["parse", "--project-dir", str(dbt_project_dir), "--profiles-dir", str(dbt_project_dir), "--quiet"]
+    packages = declared_packages(dbt_project_dir)
+    installed = _packages_path(dbt_project_dir)
+    if not packages or (installed.is_dir() and any(installed.iterdir())):
+        return False
+    # dbt prints a traceback per download attempt offline; the error below says it all.
+    args = [
+        "deps",
+        "--project-dir",
+        str(dbt_project_dir),
+        "--profiles-dir",
+        str(dbt_project_dir),
+        "--log-level",
+        "none",
+    ]
     result = dbtRunner().invoke(args)
+    if not result.success:
+        remote = [p for p in packages if "local" not in p]
+        raise DbtProjectError(
+            f"dbt deps failed in {dbt_project_dir}: {result.exception}. Its packages file lists "
+            f"{len(remote)} package(s) that dbt downloads (hub or git: network access needed). Without network, "
+            f"run `dbt deps` in {dbt_project_dir} where there is network and bring its {installed.name}/ folder "
+            "along, or vendor the package into the repository and declare it with `local: <folder>`."
+        )
+    return True
+
+
+def build_manifest(dbt_project_dir: Path) -> Path:
+    """Run `dbt parse` (after `dbt deps` if packages are missing) so that Cosmos can render the DAG from
+    target/manifest.json; return its path.
+
+    The profile is checked first (`check_profile`) and parsed with the target the tasks use. The
+    warehouse path is set if the caller has not, so that a profile reading it with `env_var()` and
+    no default parses too.
+    """
+    from dbt.cli.main import dbtRunner
+
+    check_profile(dbt_project_dir)
+    os.environ.setdefault(WAREHOUSE_PATH_ENV, str(resolve_warehouse_path()))
+    install_packages(dbt_project_dir)
+    args = ["parse", "--project-dir", str(dbt_project_dir), "--profiles-dir", str(dbt_project_dir), "--quiet"]
+    result = dbtRunner().invoke([*args, "--target", PROFILE_TARGET])
     if not result.success:
         raise DbtProjectError(f"dbt parse failed in {dbt_project_dir}: {result.exception}")
     record_fingerprint(dbt_project_dir)

@@ -6,14 +6,22 @@ For every enabled `include/sources/*.yml` it adds a TaskGroup `ingest_<source>` 
 through one join task (`ingestion_done`); with `generate_staging`, a staging step sits between
 the join and dbt.
 
+Each source file is read on its own (`config.project.read_source_files`): an invalid file does not
+stop the other sources. It gets a task `ingest_<file name>` that fails with the file's problems,
+upstream of dbt (so no mart is built without that source), and `dags/mallard_source_errors.py`
+shows the same problems as an Airflow import error. The start date and schedule come from
+`mallard.yml` (`config.project`).
+
 This module only shapes DAGs: the configs are read once per parse, the dbt graph comes from a
-pre-built manifest, and what the tasks run lives in `ingest.py` (dlt is imported only there,
-inside the tasks).
+pre-built manifest, and what the tasks run lives in `tasks.py` and `ingest.py` (dlt is imported
+only inside the tasks).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +29,16 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
 
-from include.mallard import ingest
-from include.mallard.config import SourceConfig, load_sources
+from include.mallard import tasks
+from include.mallard.config import SourceConfig
+from include.mallard.config.project import (
+    InvalidSourceFile,
+    ProjectSettings,
+    SourceFile,
+    SourceFiles,
+    load_project_settings,
+    read_source_files,
+)
 from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import build_dbt_group, build_done_gate
 from include.mallard.interval import interval_bound
@@ -30,8 +46,10 @@ from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
 
 DEFAULT_DAG_ID = "mallard_elt"
-DEFAULT_CRON = "0 0 * * *"
-DEFAULT_START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+# Airflow's own start_date, far back on purpose: for a logical date before it Airflow creates no
+# task at all, and `airflow dags test` or a trigger then "succeeds" having loaded nothing. The
+# project's start date (mallard.yml) is enforced by the tasks instead, with an error naming it.
+AIRFLOW_START_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_TAGS = ("mallard", "elt")
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "mallard",
@@ -40,20 +58,62 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-def build_ingestion_group(source: SourceConfig, sources_dir: Path) -> TaskGroup:
-    """The TaskGroup `ingest_<source>`: extract >> load."""
-    task_args = {
-        "op_kwargs": {"source_name": source.name, "sources_dir": str(sources_dir)},
-        "retries": source.retries,
-    }
+def build_ingestion_group(
+    item: SourceFile,
+    *,
+    earliest: dt.date,
+    earliest_setting: str,
+    source_start: dt.date,
+    dbt_project_dir: Path = DBT_PROJECT_DIR,
+) -> TaskGroup:
+    """The TaskGroup `ingest_<source>`: extract >> load. Each task reads only the source's own file.
+
+    `earliest` is the first day a run of this DAG may load (else the extract fails, naming
+    `earliest_setting`); `source_start` is the source's own first day (it loads nothing before it).
+    The dbt project tells the load which empty raw tables dbt needs.
+    """
+    source = item.source
+    own_file = {"source_name": source.name, "source_file": str(item.path), "dbt_project_dir": str(dbt_project_dir)}
+    dates = {"earliest": earliest.isoformat(), "earliest_setting": earliest_setting}
+    dates["source_start"] = source_start.isoformat()
     with TaskGroup(group_id=f"ingest_{source.name}", tooltip=source.description) as group:
-        extract = PythonOperator(task_id="extract", python_callable=ingest.extract_task, **task_args)
-        load = PythonOperator(task_id="load", python_callable=ingest.load_task, pool=WAREHOUSE_POOL, **task_args)
+        extract = PythonOperator(
+            task_id="extract",
+            python_callable=tasks.extract_task,
+            op_kwargs={**own_file, **dates},
+            retries=source.retries,
+        )
+        load = PythonOperator(
+            task_id="load",
+            python_callable=tasks.load_task,
+            op_kwargs=own_file,
+            retries=source.retries,
+            pool=WAREHOUSE_POOL,
+        )
         extract >> load
     return group
 
 
-def _dag_doc(sources: list[SourceConfig]) -> str:
+def _task_id_for_invalid(invalid: InvalidSourceFile, taken: set[str]) -> str:
+    # Task ids allow letters, digits, '_' and '-'; a file name may hold anything else.
+    task_id = "ingest_" + re.sub(r"[^A-Za-z0-9_-]", "_", invalid.path.stem)
+    if task_id in taken:  # e.g. shop.yaml (invalid) next to shop.yml (valid)
+        task_id = "ingest_" + re.sub(r"[^A-Za-z0-9_-]", "_", invalid.path.name)
+    return task_id
+
+
+def invalid_source_task(invalid: InvalidSourceFile, taken: set[str]) -> PythonOperator:
+    """A task `ingest_<file name>` that fails (no retry) with the problems of an invalid source file."""
+    return PythonOperator(
+        task_id=_task_id_for_invalid(invalid, taken),
+        python_callable=tasks.invalid_source_task,
+        op_kwargs={"source_file": str(invalid.path), "problems": [str(problem) for problem in invalid.problems]},
+        doc_md=f"`{invalid.path.name}` is not a valid source config, so this source is not loaded:\n\n"
+        + "\n".join(f"- {problem}" for problem in invalid.problems),
+    )
+
+
+def _dag_doc(sources: list[SourceConfig], invalid: list[InvalidSourceFile], settings: ProjectSettings) -> str:
     lines = [
         "# Mallard ELT",
         "",
@@ -66,12 +126,21 @@ def _dag_doc(sources: list[SourceConfig]) -> str:
         'are idempotent. Incremental dbt models rebuild only the slice; run conf `{"full_refresh": true}`',
         "rebuilds them from scratch.",
         "",
+        f"No run loads before **{settings.start_date}** ({settings.start_setting()}): an earlier interval fails",
+        "its first tasks with a message saying so.",
+        "",
         "## Sources",
         "",
-        "| source | kind | schema | description |",
-        "| --- | --- | --- | --- |",
+        "| source | kind | schema | loads from | description |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {s.name} | {s.kind} | `{s.dataset_name}` | {s.description} |" for s in sources]
+    lines += [
+        f"| {s.name} | {s.kind} | `{s.dataset_name}` | {settings.source_start(s.name)} | {s.description} |"
+        for s in sources
+    ]
+    if invalid:
+        lines += ["", "## Source files that could not be read (their `ingest_` task fails; dbt does not run)", ""]
+        lines += [f"- {problem}" for item in invalid for problem in item.problems]
     return "\n".join(lines)
 
 
@@ -79,36 +148,40 @@ def _own_schedule(source: SourceConfig, cron: str) -> bool:
     return source.schedule is not None and source.schedule != cron
 
 
-def split_by_schedule(sources: list[SourceConfig], cron: str) -> tuple[list[SourceConfig], list[SourceConfig]]:
+def split_by_schedule(sources: list[SourceFile], cron: str) -> tuple[list[SourceFile], list[SourceFile]]:
     """(sources on the ELT DAG's schedule, sources with a schedule of their own)."""
-    own = [source for source in sources if _own_schedule(source, cron)]
-    return [source for source in sources if source not in own], own
+    own = [item for item in sources if _own_schedule(item.source, cron)]
+    return [item for item in sources if item not in own], own
 
 
-def _new_dag(dag_id: str, cron: str, start_date: dt.datetime, tags: list[str], doc_md: str) -> DAG:
+def _new_dag(dag_id: str, cron: str, earliest: dt.date, earliest_setting: str, tags: list[str], doc_md: str) -> DAG:
     return DAG(
         dag_id=dag_id,
         # A cron *data interval* timetable: each run covers [previous tick, this tick). `@daily`
         # would give Airflow 3's empty interval and load nothing.
         schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
-        start_date=start_date,
+        start_date=AIRFLOW_START_DATE,
         catchup=False,
         default_args=DEFAULT_ARGS,
         tags=tags,
         doc_md=doc_md,
         user_defined_macros={
             "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
-            "mallard_interval_bound": interval_bound,
+            "mallard_interval_bound": functools.partial(interval_bound, earliest=earliest, setting=earliest_setting),
         },
     )
 
 
-def _staging_step(sources: list[SourceConfig], sources_dir: Path, dbt_project_dir: Path) -> PythonOperator:
+def _settings(settings: ProjectSettings | None, cron: str | None, start_date: dt.date | None) -> ProjectSettings:
+    return (settings or load_project_settings()).with_overrides(schedule=cron, start_date=start_date)
+
+
+def _staging_step(sources: list[SourceFile], sources_dir: Path, dbt_project_dir: Path) -> PythonOperator:
     return PythonOperator(
         task_id="generate_staging",
-        python_callable=ingest.generate_staging_task,
+        python_callable=tasks.generate_staging_task,
         op_kwargs={
-            "source_names": [s.name for s in sources],
+            "source_names": [item.source.name for item in sources],
             "sources_dir": str(sources_dir),
             "dbt_project_dir": str(dbt_project_dir),
         },
@@ -122,22 +195,41 @@ def build_elt_dag(
     *,
     sources_dir: Path = SOURCES_DIR,
     dbt_project_dir: Path = DBT_PROJECT_DIR,
-    cron: str = DEFAULT_CRON,
-    start_date: dt.datetime = DEFAULT_START_DATE,
+    cron: str | None = None,
+    start_date: dt.date | None = None,
     tags: tuple[str, ...] = DEFAULT_TAGS,
     generate_staging: bool = False,
-    sources: list[SourceConfig] | None = None,
+    source_files: SourceFiles | None = None,
+    settings: ProjectSettings | None = None,
 ) -> DAG:
     """Build the ELT DAG from the source configs in `sources_dir` and the dbt project in `dbt_project_dir`.
 
-    Sources with a `schedule` of their own load in their own DAG (`build_source_dags`); dbt here
-    reads whatever they loaded last. `sources` skips reading the folder (already loaded). With
-    `generate_staging`, a task regenerates the generated staging models (docs/staging.md) after
-    `ingestion_done`, before dbt.
+    `settings` default to mallard.yml; `cron` and `start_date` override its schedule and start
+    date. Sources with a `schedule` of their own load in their own DAG (`build_source_dags`); dbt
+    here reads whatever they loaded last. An invalid source file gets a failing task upstream of
+    dbt. `source_files` skips reading the folder (already read). With `generate_staging`, a task
+    regenerates the generated staging models (docs/staging.md) after `ingestion_done`, before dbt.
     """
-    elt_sources, _ = split_by_schedule(sources if sources is not None else load_sources(sources_dir), cron)
-    with _new_dag(dag_id, cron, start_date, list(tags), _dag_doc(elt_sources)) as dag:
-        ingestion = [build_ingestion_group(source, sources_dir) for source in elt_sources]
+    settings = _settings(settings, cron, start_date)
+    files = source_files if source_files is not None else read_source_files(sources_dir)
+    elt_sources, _ = split_by_schedule(files.enabled(), settings.schedule)
+    earliest, earliest_setting = settings.start_date, settings.start_setting()
+    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings)
+    with _new_dag(dag_id, settings.schedule, earliest, earliest_setting, list(tags), doc) as dag:
+        ingestion: list[Any] = [
+            build_ingestion_group(
+                item,
+                earliest=earliest,
+                earliest_setting=earliest_setting,
+                source_start=settings.source_start(item.source.name),
+                dbt_project_dir=dbt_project_dir,
+            )
+            for item in elt_sources
+        ]
+        taken = {f"ingest_{item.source.name}" for item in files.valid}
+        for invalid in files.invalid:
+            ingestion.append(invalid_source_task(invalid, taken))
+            taken.add(ingestion[-1].task_id)
         dbt = build_dbt_group(dbt_project_dir)
         docs = PythonOperator(
             task_id="dbt_docs",
@@ -148,7 +240,8 @@ def build_elt_dag(
         )
         dag.doc_md += _models_doc(dbt)
         # One join instead of sources x dbt-root edges: at 50 sources and 400 root models the
-        # direct edges cost 1.3 s of parse time (docs/benchmarks.md).
+        # direct edges cost 1.3 s of parse time (docs/benchmarks.md). Its default trigger rule
+        # (all_success) is what keeps dbt from publishing marts without a failed or invalid source.
         ingestion_done = EmptyOperator(task_id="ingestion_done", doc_md="Every source is loaded; dbt may start.")
         ingestion >> ingestion_done
         if generate_staging:
@@ -164,30 +257,57 @@ def build_source_dags(
     dag_id: str = DEFAULT_DAG_ID,
     *,
     sources_dir: Path = SOURCES_DIR,
-    cron: str = DEFAULT_CRON,
-    start_date: dt.datetime = DEFAULT_START_DATE,
+    dbt_project_dir: Path = DBT_PROJECT_DIR,
+    cron: str | None = None,
+    start_date: dt.date | None = None,
     tags: tuple[str, ...] = DEFAULT_TAGS,
-    sources: list[SourceConfig] | None = None,
+    source_files: SourceFiles | None = None,
+    settings: ProjectSettings | None = None,
 ) -> list[DAG]:
-    """One ingestion-only DAG `<dag_id>_ingest_<source>` per source whose `schedule` differs from `cron`."""
-    _, own = split_by_schedule(sources if sources is not None else load_sources(sources_dir), cron)
+    """One ingestion-only DAG `<dag_id>_ingest_<source>` per source whose `schedule` differs from the ELT DAG's.
+
+    Its runs may load from the source's own start date on (mallard.yml `sources.<name>.start_date`,
+    else the project's `start_date`); an earlier interval fails naming that setting.
+    """
+    settings = _settings(settings, cron, start_date)
+    files = source_files if source_files is not None else read_source_files(sources_dir)
+    _, own = split_by_schedule(files.enabled(), settings.schedule)
     dags = []
-    for source in own:
+    for item in own:
+        source = item.source
         assert source.schedule is not None
-        doc = f"# Ingest `{source.name}`\n\nLoads source `{source.name}` on its own schedule `{source.schedule}`."
+        earliest, setting = settings.source_start(source.name), settings.start_setting(source.name)
+        doc = (
+            f"# Ingest `{source.name}`\n\nLoads source `{source.name}` on its own schedule `{source.schedule}`, "
+            f"from {earliest} on ({setting})."
+        )
         dag_tags = [*tags, "ingest", *source.tags]
-        with _new_dag(f"{dag_id}_ingest_{source.name}", source.schedule, start_date, dag_tags, doc) as dag:
-            build_ingestion_group(source, sources_dir)
+        with _new_dag(f"{dag_id}_ingest_{source.name}", source.schedule, earliest, setting, dag_tags, doc) as dag:
+            build_ingestion_group(
+                item,
+                earliest=earliest,
+                earliest_setting=setting,
+                source_start=earliest,
+                dbt_project_dir=dbt_project_dir,
+            )
         dags.append(dag)
     return dags
 
 
-def build_dags(*, sources_dir: Path = SOURCES_DIR, dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, DAG]:
-    """Every DAG of the project by id (the ELT DAG and one per separately scheduled source); configs read once."""
-    sources = load_sources(sources_dir)
+def build_dags(
+    *,
+    sources_dir: Path = SOURCES_DIR,
+    dbt_project_dir: Path = DBT_PROJECT_DIR,
+    settings: ProjectSettings | None = None,
+) -> dict[str, DAG]:
+    """Every DAG of the project by id (the ELT DAG and one per separately scheduled source); files read once."""
+    settings = settings or load_project_settings()
+    files = read_source_files(sources_dir)
     dags = [
-        build_elt_dag(sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, sources=sources),
-        *build_source_dags(sources_dir=sources_dir, sources=sources),
+        build_elt_dag(sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, source_files=files, settings=settings),
+        *build_source_dags(
+            sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, source_files=files, settings=settings
+        ),
     ]
     return {dag.dag_id: dag for dag in dags}
 

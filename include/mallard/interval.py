@@ -3,6 +3,11 @@
 A scheduled or backfill run loads its data interval. A manual run may name its own range in the
 run conf (`{"start": "2024-01-01", "end": "2024-01-08"}`); without one it loads its data
 interval too, which for a manual trigger is the last complete day.
+
+No run loads before the project's start date (mallard.yml `start_date`): `check_not_before` makes
+that an error naming the setting, because Airflow itself would silently run no task at all for a
+logical date before a DAG's start_date. A source with a later start date of its own loads only the
+part of the interval from that date on (`Interval.not_before`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,32 @@ class Interval:
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
+    def not_before(self, day: dt.date) -> Interval:
+        """The part of the interval from `day` (UTC midnight) on; empty, at `day`, if it ends before."""
+        first = midnight(day)
+        if self.start >= first:
+            return self
+        return Interval(first, max(self.end, first))
+
+
+class IntervalError(ValueError):
+    """A run's interval cannot be loaded: a bad run conf, or a range before the start date."""
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    """UTC midnight at the start of `day`."""
+    return dt.datetime.combine(day, dt.time(), UTC)
+
+
+def check_not_before(interval: Interval, earliest: dt.date, setting: str) -> None:
+    """Raise IntervalError if `interval` begins before `earliest` (set by `setting`, named in the message)."""
+    if interval.start < midnight(earliest):
+        raise IntervalError(
+            f"the run's interval {interval} begins before the start date {earliest} ({setting}), and no run loads "
+            f"data before it. Fix: move that start date back to {interval.start.date()} or earlier (then rerun), or "
+            "run an interval that begins on or after it"
+        )
+
 
 def parse_bound(value: Any, field: str) -> dt.datetime:
     """Parse a conf bound: a date or an ISO datetime; naive values are UTC."""
@@ -42,7 +73,7 @@ def parse_bound(value: Any, field: str) -> dt.datetime:
         try:
             parsed = dt.datetime.fromisoformat(str(value))
         except ValueError as error:
-            raise ValueError(
+            raise IntervalError(
                 f"run conf field {field!r} = {value!r} is not a date or ISO datetime; use e.g. 2024-01-01"
             ) from error
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -56,10 +87,15 @@ def interval_for_run(
     if "start" in conf or "end" in conf:
         missing = [key for key in ("start", "end") if key not in conf]
         if missing:
-            raise ValueError(f"run conf has {'end' if missing == ['start'] else 'start'} but not {missing[0]!r}")
-        return Interval(parse_bound(conf["start"], "start"), parse_bound(conf["end"], "end"))
+            raise IntervalError(f"run conf has {'end' if missing == ['start'] else 'start'} but not {missing[0]!r}")
+        try:
+            return Interval(parse_bound(conf["start"], "start"), parse_bound(conf["end"], "end"))
+        except IntervalError:
+            raise
+        except ValueError as error:  # the end before the start
+            raise IntervalError(f"run conf: {error}") from None
     if data_interval_start is None or data_interval_end is None:
-        raise ValueError("the DAG run has no data interval; give `start` and `end` in the run conf")
+        raise IntervalError("the DAG run has no data interval; give `start` and `end` in the run conf")
     return Interval(data_interval_start.astimezone(UTC), data_interval_end.astimezone(UTC))
 
 
@@ -70,7 +106,20 @@ def interval_from_context(context: Mapping[str, Any]) -> Interval:
     return interval_for_run(conf, context.get("data_interval_start"), context.get("data_interval_end"))
 
 
-def interval_bound(dag_run: Any, data_interval_start: Any, data_interval_end: Any, which: str) -> str:
-    """Template macro: the run's interval `start` or `end` as ISO text, passed to dbt as a var."""
+def interval_bound(
+    dag_run: Any,
+    data_interval_start: Any,
+    data_interval_end: Any,
+    which: str,
+    *,
+    earliest: dt.date | None = None,
+    setting: str = "the project's `start_date`",
+) -> str:
+    """Template macro: the run's interval `start` or `end` as ISO text, passed to dbt as a var.
+
+    With `earliest`, an interval before it fails the render (a DAG without sources runs dbt first).
+    """
     interval = interval_for_run(getattr(dag_run, "conf", None), data_interval_start, data_interval_end)
+    if earliest is not None:
+        check_not_before(interval, earliest, setting)
     return getattr(interval, which).isoformat()

@@ -54,7 +54,9 @@ def table_checksums(warehouse: Path) -> dict[str, tuple[int, str]]:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         tables = connection.execute(
             "select table_schema, table_name from information_schema.tables "
-            "where (table_schema like 'raw\\_%' escape '\\' and table_schema not like '%\\_staging' escape '\\' "
+            # dlt's staging schemas (`_mallard_staging_raw_<source>`) do not start with raw_; a
+            # source may well be named `<x>_staging`.
+            "where (table_schema like 'raw\\_%' escape '\\' "
             "and table_name not like '\\_dlt%' escape '\\') or table_schema = 'marts'"
         ).fetchall()
         for schema, table in tables:

@@ -23,10 +23,10 @@ from dbt.cli.main import dbtRunner
 from include.mallard import ingest
 from include.mallard.config import get_source
 from include.mallard.dbt_group import BUILD_TASK_ID
-from include.mallard.ingest import generate_staging_task
 from include.mallard.interval import Interval
 from include.mallard.paths import DBT_PROJECT_DIR
 from include.mallard.staging import generate_and_rebuild
+from include.mallard.tasks import generate_staging_task
 from tests.e2e.helpers import query
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ LAYERS = [
     {"paths", "interval"},
     {"config", "warehouse", "environment"},
     {"secrets", "dbt_project", "warehouse_report"},
-    {"sources", "staging", "ingest", "dbt_docs", "ui"},
+    {"sources", "staging", "ingest", "tasks", "dbt_docs", "ui"},
     {"dbt_group"},
     {"factory", "cli"},
 ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from include.mallard.config.cron import CRON_FIX, cron_problem
 
@@ -115,6 +115,26 @@ def is_reference_mapping(value: object) -> bool:
     return isinstance(value, dict) and bool({"env", "connection"} & value.keys())
 
 
+# The tags of `value_or_reference`; the loader drops them from error locations.
+VALUE_TAG, REFERENCE_TAG = "value", "reference"
+
+
+def _value_or_reference_tag(value: object) -> str:
+    return REFERENCE_TAG if isinstance(value, dict | SecretRef) else VALUE_TAG
+
+
+def value_or_reference(value_type: Any) -> Any:
+    """A header or parameter value: written out, or `{env: NAME}` / `{connection: ID, field: ...}`.
+
+    A mapping is always read as a reference, so a mistake in one (`{evn: X}`) is reported as such
+    rather than as "not a string".
+    """
+    return Annotated[
+        Union[Annotated[value_type, Tag(VALUE_TAG)], Annotated[SecretRef, Tag(REFERENCE_TAG)]],  # noqa: UP007
+        Discriminator(_value_or_reference_tag),
+    ]
+
+
 class SourceBase(StrictModel):
     """Fields every source kind accepts, and the questions every kind answers."""
 
@@ -184,9 +204,13 @@ def _references_in(model: BaseModel, path: str) -> Iterator[tuple[str, ExternalR
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         here = f"{path}.{field.alias or name}" if path else (field.alias or name)
-        items = enumerate(value) if isinstance(value, list) else [(None, value)]
-        for index, item in items:
-            where = here if index is None else f"{here}[{index}]"
+        if isinstance(value, list):
+            items = [(f"{here}[{index}]", item) for index, item in enumerate(value)]
+        elif isinstance(value, dict):  # headers and params: {name: value or reference}
+            items = [(f"{here}.{key}", item) for key, item in value.items()]
+        else:
+            items = [(here, value)]
+        for where, item in items:
             if isinstance(item, ExternalReference):
                 yield where, item
             elif isinstance(item, BaseModel):

@@ -6,26 +6,43 @@ together so that one bad file never hides another.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from include.mallard.config.base import SECRET_REFERENCE_FIX, ConfigValueError, Issue
+from include.mallard.config.base import (
+    CONNECTION_ID_PATTERN,
+    ENV_NAME_PATTERN,
+    REFERENCE_TAG,
+    SECRET_REFERENCE_FIX,
+    VALUE_TAG,
+    ConfigValueError,
+    Issue,
+)
 from include.mallard.config.kinds import AUTH_TYPES, PAGINATOR_TYPES, SOURCE_ADAPTER, SOURCE_KINDS, SourceModel
+from include.mallard.config.literal_secrets import (
+    secret_looking_value,
+    secret_query_params,
+    url_secret_fix,
+    url_secret_message,
+)
+from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
 
 SourceConfig = SourceModel
 # Checks of what a config points at outside itself (connections, env vars): `mallard validate`
 # passes `secrets.reference_issues`; DAG parsing passes nothing.
 ExtraChecks = Callable[[SourceModel], list[Issue]]
 CONFIG_SUFFIXES = (".yml", ".yaml")
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A discriminated union's tag appears in an error's location after the field (`auth.bearer.token`): drop it.
 _TAGS_AFTER_FIELD = {"auth": set(AUTH_TYPES), "paginator": set(PAGINATOR_TYPES)}
+_FREE_FORM_MAPPINGS = {"headers", "params"}
+_FIX_BY_PATTERN = {
+    ENV_NAME_PATTERN: "use an environment variable's name: letters, digits and '_', not starting with a digit",
+    CONNECTION_ID_PATTERN: "use an Airflow connection id: letters, digits, '_', '.' and '-'",
+}
 
 _FIX_BY_ERROR_TYPE = {
     "missing": "add the field",
@@ -78,13 +95,14 @@ def _field_path(location: tuple[Any, ...]) -> str:
     # The first item of a tagged union's location is the tag value (e.g. 'files'): skip it.
     parts = list(location[1:] if location and location[0] in SOURCE_KINDS else location)
     text = ""
-    previous: Any = None
-    for part in parts:
-        if isinstance(previous, str) and part in _TAGS_AFTER_FIELD.get(previous, ()):
-            previous = None
+    for index, part in enumerate(parts):
+        before = parts[index - 1] if index else None
+        if isinstance(before, str) and part in _TAGS_AFTER_FIELD.get(before, ()):
+            continue
+        # `headers.X-Key.reference.env`: the tag of a value-or-reference follows the mapping's key.
+        if index >= 2 and parts[index - 2] in _FREE_FORM_MAPPINGS and part in (VALUE_TAG, REFERENCE_TAG):
             continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-        previous = part
     return text or "kind"
 
 
@@ -99,6 +117,8 @@ def _fix_for(detail: Any) -> str:
         if kind == "union_tag_invalid":
             return f"set `{tag}` to one of: {', '.join(allowed)}"
         return f"add `{tag}:` with one of: {', '.join(allowed)}"
+    if kind == "string_pattern_mismatch" and (fix := _FIX_BY_PATTERN.get(detail.get("ctx", {}).get("pattern"))):
+        return fix
     if kind == "value_error":
         error = detail.get("ctx", {}).get("error")
         return error.fix if isinstance(error, ConfigValueError) else "change the value as the message says"
@@ -119,18 +139,6 @@ def _problems_from_validation(file: Path, error: ValidationError) -> list[Config
     return problems
 
 
-_SECRET_LOOKING = [
-    ("a bearer token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")),
-    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}")),
-    ("an API secret key", re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),
-    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("an AWS access key id", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")),
-    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("a URL with a password", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")),
-]
-
-
 def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -143,7 +151,7 @@ def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
 
 
 def literal_secret_problems(file: Path, document: dict[str, Any]) -> list[ConfigProblem]:
-    """Values anywhere in the file that look like credentials (tokens, keys, URLs with passwords).
+    """Values anywhere in the file that look like credentials (tokens, keys, URLs with passwords or keys).
 
     Checked before the schema, on the raw YAML, so that no field (headers, args, description)
     can carry a secret into the repository. The value is never repeated in the message.
@@ -152,16 +160,26 @@ def literal_secret_problems(file: Path, document: dict[str, Any]) -> list[Config
     for path, value in _walk(document, ""):
         if not isinstance(value, str):
             continue
-        for what, pattern in _SECRET_LOOKING:
-            if pattern.search(value):
-                message = f"the value looks like {what}, and secrets must not be written in the file (value hidden)"
-                problems.append(ConfigProblem(file, path, message, SECRET_REFERENCE_FIX))
-                break
+        if what := secret_looking_value(value):
+            message = f"the value looks like {what}, and secrets must not be written in the file (value hidden)"
+            problems.append(ConfigProblem(file, path, message, SECRET_REFERENCE_FIX))
+        elif names := secret_query_params(value):
+            problems.append(ConfigProblem(file, path, url_secret_message(names), url_secret_fix(names[0])))
     return problems
 
 
-def _overlaps(field: str, fields: set[str]) -> bool:
-    return any(field == other or other.startswith(f"{field}.") or field.startswith(f"{other}.") for other in fields)
+def _parents(field: str) -> Iterator[str]:
+    """`a.b.c` -> `a`, `a.b` (the fields that contain it)."""
+    start = 0
+    while (dot := field.find(".", start)) != -1:
+        yield field[:dot]
+        start = dot + 1
+
+
+def _overlap_filter(fields: set[str]) -> Callable[[str], bool]:
+    """A test of whether a field is one of `fields`, contains one, or lies inside one (linear, no pairs)."""
+    containing = fields | {parent for field in fields for parent in _parents(field)}
+    return lambda field: field in containing or any(parent in fields for parent in _parents(field))
 
 
 def parse_source_file(path: Path, *, extra_checks: ExtraChecks | None = None) -> SourceConfig:
@@ -172,13 +190,19 @@ def parse_source_file(path: Path, *, extra_checks: ExtraChecks | None = None) ->
     never for DAG parsing (it may query Airflow's metadata database).
     """
     try:
-        # libyaml's loader (in PyYAML's wheels) is ~10x faster than the pure-Python safe_load.
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = ConfigProblem(path, "(file)", f"is not valid YAML at {where}: {error}", "fix the YAML syntax")
+        document = read_source_yaml(path)
+    except SourceYamlError as error:
+        raise ConfigError([ConfigProblem(path, error.field, error.message, error.fix)]) from error
+    except OSError as error:
+        problem = ConfigProblem(
+            path, "(file)", f"cannot be read: {error}", "check that the file exists and is readable"
+        )
         raise ConfigError([problem]) from error
+    return validate_document(path, document, extra_checks=extra_checks)
+
+
+def validate_document(path: Path, document: Any, *, extra_checks: ExtraChecks | None = None) -> SourceConfig:
+    """Validate the YAML document read from `path` (named in every problem); raise ConfigError."""
     if not isinstance(document, dict):
         problem = ConfigProblem(
             path, "(file)", "must be a YAML mapping of fields", "start from an example in docs/sources.md"
@@ -190,8 +214,8 @@ def parse_source_file(path: Path, *, extra_checks: ExtraChecks | None = None) ->
         source = SOURCE_ADAPTER.validate_python(document)
     except ValidationError as error:
         # One report per secret: skip the schema's error on a field the secret scan already named.
-        flagged = {problem.field for problem in problems}
-        problems += [p for p in _problems_from_validation(path, error) if not _overlaps(p.field, flagged)]
+        flagged = _overlap_filter({problem.field for problem in problems})
+        problems += [p for p in _problems_from_validation(path, error) if not flagged(p.field)]
         raise ConfigError(problems) from error
     issues = source.cross_checks()
     if extra_checks is not None:

@@ -8,13 +8,15 @@ Every incremental kind (synthetic, files, rest_api, sql_database) binds to the i
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
 import dlt
 from dlt.extract import DltResource
 
-from include.mallard.config import TableSettings
+from include.mallard.config import SourceConfig, TableSettings
+from include.mallard.config.base import TablesSource
 from include.mallard.interval import Interval
 
 
@@ -112,3 +114,43 @@ def typed_cursor(cursor: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return record
 
     return parse
+
+
+class CursorValueError(ValueError):
+    """A table's cursor column holds values that are not dates or timestamps."""
+
+
+def _cursor_field(config: SourceConfig, table_name: str) -> str:
+    """Where the table's cursor is set in the source file, e.g. `tables[0]` (for the message)."""
+    if isinstance(config, TablesSource):
+        for index, table in enumerate(config.tables_in_config()):
+            if table.name == table_name:
+                return f"`{config.TABLES_FIELD}[{index}]`"
+    return "its table's config"
+
+
+def cursor_error(config: SourceConfig, interval: Interval, error: BaseException) -> CursorValueError | None:
+    """dlt's IncrementalCursorInvalidCoercion inside `error` as an error that says what to fix; else None.
+
+    dlt's own message talks about `end_value` and `.add_map()`: nothing a source config can act on.
+    """
+    from dlt.extract.incremental.exceptions import IncrementalCursorInvalidCoercion
+
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, IncrementalCursorInvalidCoercion):
+        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    table = seen.pipe_name
+    found = re.search(r"with type `([^`]+)`", str(seen))
+    if seen.item == "<arrow column>" or not isinstance(seen.item, str | int | float | bool):
+        # Arrow data (CSV, Parquet) reports the column's type, not a value.
+        sample = f"values of type {found[1] if found else 'unknown'}"
+    else:
+        sample = f"a value {seen.item!r}"
+    return CursorValueError(
+        f"source {config.name!r}, table {table!r}: the cursor column {seen.cursor_path!r} holds {sample}, not "
+        f"dates or timestamps, so its rows cannot be compared with the run's interval {interval}. Fix: point the "
+        f"table's `cursor` ({_cursor_field(config, table)} of the source file) at a date or timestamp column, or "
+        "fix the values in the data."
+    )

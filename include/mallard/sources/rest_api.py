@@ -8,16 +8,18 @@ task run time), the run's interval as query parameters (start_param/end_param, t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
+from dlt.common import logger as dlt_logging
 from dlt.extract import DltResource
 from dlt.sources.helpers.requests import Client, Response
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.rest_api import rest_api_resources as dlt_rest_api_resources
 
-from include.mallard.config import RestApiSource, RestResource
+from include.mallard.config import RestApiSource, RestResource, SecretRef
 from include.mallard.config.kinds.rest_api import PLACEHOLDER, ApiKeyAuth, BasicAuth, BearerAuth, RestIncremental
 from include.mallard.interval import Interval
 from include.mallard.secrets import connection_login, resolve_secret
@@ -29,14 +31,14 @@ UTC = dt.UTC
 def _auth(config: RestApiSource) -> AuthConfigBase | None:
     auth = config.auth
     if isinstance(auth, BearerAuth):
-        return BearerTokenAuth(token=resolve_secret(auth.token))
+        return BearerTokenAuth(token=_secret(auth.token))
     if isinstance(auth, ApiKeyAuth):
-        return APIKeyAuth(name=auth.name, api_key=resolve_secret(auth.api_key), location=auth.location)
+        return APIKeyAuth(name=auth.name, api_key=_secret(auth.api_key), location=auth.location)
     if isinstance(auth, BasicAuth):
         username = auth.username or connection_login(auth.password)
         if not username:
             raise ValueError("basic auth needs `username`, or `password: {connection: ID}` with a login")
-        return HttpBasicAuth(username=username, password=resolve_secret(auth.password))
+        return HttpBasicAuth(username=username, password=_secret(auth.password))
     return None
 
 
@@ -46,7 +48,58 @@ class NotJsonResponseError(ValueError):
 
 def _secret_query_params(config: RestApiSource) -> set[str]:
     auth = config.auth
-    return {auth.name} if isinstance(auth, ApiKeyAuth) and auth.location == "query" else set()
+    names = {auth.name} if isinstance(auth, ApiKeyAuth) and auth.location == "query" else set()
+    return names | {key for r in config.resources for key, value in r.params.items() if isinstance(value, SecretRef)}
+
+
+class _RedactSecrets(logging.Filter):
+    """Replaces resolved secret values (and their URL-encoded forms) in dlt's log records with ***.
+
+    dlt logs each request's URL at INFO (redacting only its own list of names) and its headers at
+    DEBUG: a header or parameter resolved from a reference must not reach them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if len(value) >= 4:  # replacing a shorter value would garble every log line, not hide a secret
+            self.values |= {value, quote(value, safe=""), quote_plus(value, safe="")}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(value in text for value in self.values):
+            for value in sorted(self.values, key=len, reverse=True):
+                text = text.replace(value, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+
+
+def _resolved(values: dict[str, Any]) -> dict[str, Any]:
+    """Headers or params with their {env: ...}/{connection: ...} values resolved, kept out of dlt's logs."""
+    resolved = {}
+    for key, value in values.items():
+        if isinstance(value, SecretRef):
+            value = _secret(value)
+        resolved[key] = value
+    return resolved
+
+
+def _secret(ref: SecretRef) -> str:
+    value = resolve_secret(ref)
+    _REDACT.add(value)
+    return value
+
+
+def _redact_dlt_logs() -> None:
+    # dlt's logger is named after its run context ("dlt" unless configured) and created lazily.
+    for target in {logging.getLogger("dlt"), dlt_logging.LOGGER} - {None}:
+        if _REDACT not in target.filters:
+            target.addFilter(_REDACT)
 
 
 def redacted_url(url: str, secret_params: set[str]) -> str:
@@ -134,7 +187,7 @@ def _resource_config(
     endpoint: dict[str, Any] = {
         "path": path,
         "method": resource.method,
-        "params": dict(resource.params),
+        "params": _resolved(resource.params),
         "response_actions": [response_check],
     }
     if resource.data_selector:
@@ -154,9 +207,10 @@ def _resource_config(
 
 def build(config: RestApiSource, interval: Interval) -> list[DltResource]:
     """One dlt resource per configured endpoint, bound to `interval` where incremental."""
+    _redact_dlt_logs()
     client: dict[str, Any] = {
         "base_url": config.base_url,
-        "headers": dict(config.headers),
+        "headers": _resolved(config.headers),
         # dlt's requests client retries 429 and 5xx with exponential backoff (honouring Retry-After).
         "session": Client(
             raise_for_status=False,

@@ -80,6 +80,15 @@ def _column_notes(table: Table, column: Column, parent_model: str | None) -> lis
         notes.append("position in the parent's list")
     elif column.name == "_dlt_load_id":
         notes.append("the dlt load that wrote the row")
+    # Variant columns are kept as they are, never coalesced into their base column: a text value
+    # of a number column cannot be cast back without losing it (docs/staging.md, "Variant columns").
+    if column.variant_of:
+        base = next((c for c in table.columns if c.name == column.variant_of), None)
+        base_type = base.sql_type if base else "its type"
+        notes.append(f"variant of {column.variant_of}: its values that are not {base_type}; not coalesced into it")
+    variants = [c.name for c in table.columns if c.variant_of == column.name]
+    if variants:
+        notes.append(f"values of other types are in {', '.join(variants)}, not here")
     return notes
 
 
@@ -171,7 +180,9 @@ def _column_tests(table: Table, column: Column, parent_ref: str | None) -> list[
 def _model_column(source_name: str, table: Table, column: Column, parent_ref: str | None) -> dict[str, Any]:
     entry = _typed_column(column)
     notes = _column_notes(table, column, _parent_model(source_name, table))
-    description = column.description or (_sentence(", ".join(notes)) if notes else "")
+    # dlt describes a variant column with its own name only ("Variant of column x__v_text"): say what it holds.
+    own = column.description if not column.variant_of else ""
+    description = own or (_sentence(", ".join(notes)) if notes else "")
     if description:
         entry["description"] = description
     tests = _column_tests(table, column, parent_ref)

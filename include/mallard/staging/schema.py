@@ -8,6 +8,7 @@ imported only when a type is first mapped: this module is imported at DAG parse 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +27,8 @@ _KIND_BY_DLT_TYPE: dict[str, Kind] = {
     "timestamp": "timestamps",
     "time": "timestamps",
 }
+# dlt names a variant column <column>__v_<type>: where it puts the values that do not fit <column>'s type.
+_VARIANT_NAME = re.compile(r"^(?P<base>.+)__v_[a-z0-9_]+$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Column:
     row_key: bool = False
     parent_key: bool = False
     root_key: bool = False
+    variant_of: str | None = None  # the column whose values of another type dlt put here
 
     @property
     def is_dlt(self) -> bool:
@@ -158,10 +162,19 @@ def _columns(table_name: str, table: Mapping[str, Any], config_cursor: str | Non
             row_key=bool(column.get("row_key")),
             parent_key=bool(column.get("parent_key")),
             root_key=bool(column.get("root_key")),
+            variant_of=variant_base(table, column_name),
         )
         for column_name, column in table["columns"].items()
         if column.get("data_type")
     )
+
+
+def variant_base(table: Mapping[str, Any], column_name: str) -> str | None:
+    """The column that `column_name` of a dlt table is a variant of (`qty` for `qty__v_text`), or None."""
+    match = _VARIANT_NAME.match(column_name)
+    if match and table.get("columns", {}).get(column_name, {}).get("variant"):
+        return match["base"]
+    return None
 
 
 def _write_disposition(name: str, tables: Mapping[str, Any]) -> str:

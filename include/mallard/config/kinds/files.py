@@ -14,11 +14,28 @@ from include.mallard.paths import resolve_project_path
 # fsspec protocols dlt's filesystem source reads (local folders need no scheme).
 FILE_URL_SCHEMES = ("file", "s3", "gs", "gcs", "az", "abfs", "abfss", "adl", "sftp", "memory")
 FORMAT_EXTENSIONS = {
-    "csv": (".csv", ".csv.gz", ".tsv"),
+    "csv": (".csv", ".csv.gz", ".tsv", ".tsv.gz"),
     "jsonl": (".jsonl", ".ndjson", ".json", ".jsonl.gz"),
     "parquet": (".parquet", ".pq"),
 }
+TAB_EXTENSIONS = (".tsv", ".tsv.gz")
 FileFormat = Literal["csv", "jsonl", "parquet"]
+OnEmpty = Literal["fail", "warn", "ok"]
+# DuckDB's own default: an empty field is null. A list replaces it, so "" must be listed to keep it.
+DEFAULT_NULL_VALUES = ("",)
+NULL_VALUES_HELP = (
+    "CSV only: the field values that mean null (missing), quoted or not, e.g. ['', 'NA', 'n/a'] for R's write.csv. "
+    "The list replaces the default [''] (an empty field is null): keep '' in it, or empty fields become empty text."
+)
+
+
+def check_null_markers(values: list[str] | None) -> list[str] | None:
+    """A field validator: a marker is compared with one field, which never spans lines."""
+    if values is None:
+        return None
+    if any("\n" in value or "\r" in value for value in values):
+        raise ValueError("a null marker cannot contain a line break")
+    return values
 
 
 class FileTable(TableBase):
@@ -26,11 +43,26 @@ class FileTable(TableBase):
 
     glob: str = Field(description="Glob relative to the source's path, e.g. '*.csv' or '2024/**/*.parquet'.")
     format: FileFormat = Field("csv", description="File format: csv, jsonl (one JSON object per line) or parquet.")
-    delimiter: str = Field(
-        ",",
+    delimiter: str | None = Field(
+        None,
         min_length=1,
         max_length=1,
-        description="CSV only: the character between fields, e.g. ';' or '\\t'. A CSV file starts with a header row.",
+        description=(
+            "CSV only: the character between fields, e.g. ';' or '\\t'. Unset: a tab when the glob ends in .tsv, "
+            "else ','. A CSV file starts with a header row."
+        ),
+    )
+    null_values: list[str] | None = Field(
+        None, min_length=1, description=NULL_VALUES_HELP + " Unset: the source's `null_values`."
+    )
+    on_empty: OnEmpty | None = Field(
+        None,
+        description=(
+            "What a run does when the glob matches no file, or only files without rows: fail (the extract fails "
+            "and nothing of the run loads), warn (a warning in the task log; the table keeps its previous rows) or "
+            "ok (the same, silently). Unset: fail for a table that reads all its files every run (no cursor, no "
+            "new_files_only), ok for incremental tables. An empty input never empties a table."
+        ),
     )
     cursor: str | None = Field(
         None,
@@ -46,6 +78,21 @@ class FileTable(TableBase):
             "Rows get a `_file_path` column; a rerun replaces the rows of the same files (merge on the file)."
         ),
     )
+
+    _null_markers = field_validator("null_values")(check_null_markers)
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _tab_written_as_backslash_t(cls, value: object) -> object:
+        # YAML keeps '\t' in single quotes as two characters; only a tab can be meant.
+        return "\t" if value == "\\t" else value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter_is_a_separator(cls, value: str | None) -> str | None:
+        if value is not None and value in '"\r\n':
+            raise ValueError("the delimiter cannot be a quote or a line break; use e.g. ',', ';', '|' or '\\t'")
+        return value
 
     @field_validator("glob")
     @classmethod
@@ -75,6 +122,18 @@ class FileTable(TableBase):
         return self
 
     @property
+    def csv_delimiter(self) -> str:
+        """The delimiter a CSV table is read with: its own, else a tab for a .tsv glob, else ','."""
+        if self.delimiter is not None:
+            return self.delimiter
+        return "\t" if self.glob.lower().endswith(TAB_EXTENSIONS) else ","
+
+    @property
+    def empty_policy(self) -> OnEmpty:
+        """`on_empty`, or its default: an interval without new files is normal, a full refresh of nothing is not."""
+        return self.on_empty or ("ok" if self.is_incremental else "fail")
+
+    @property
     def cursor_column(self) -> str | None:
         return self.cursor
 
@@ -95,6 +154,11 @@ class FilesSource(TablesSource):
         )
     )
     tables: list[FileTable] = Field(min_length=1, description="The tables to load from the files.")
+    null_values: list[str] = Field(
+        list(DEFAULT_NULL_VALUES), min_length=1, description=NULL_VALUES_HELP + " Default of the source's CSV tables."
+    )
+
+    _null_markers = field_validator("null_values")(check_null_markers)
 
     @field_validator("path")
     @classmethod
@@ -118,6 +182,23 @@ class FilesSource(TablesSource):
     @classmethod
     def _table_names_unique(cls, tables: list[FileTable]) -> list[FileTable]:
         return unique_names(tables, "table")
+
+    def null_values_of(self, table: FileTable) -> list[str]:
+        """The null markers a CSV table is read with: its own, else the source's."""
+        return table.null_values if table.null_values is not None else self.null_values
+
+    def table_issues(self, where: str, table: TableBase) -> list[Issue]:
+        if not isinstance(table, FileTable) or table.format == "csv":
+            return []
+        # Rejected rather than ignored: JSON has its own null and Parquet stores nulls, so a marker
+        # would turn real text (a country code "NA") into null, and a delimiter means nothing there.
+        return [
+            Issue(
+                f"{where}.{field}", f"`{field}` applies to CSV files only; this table reads {table.format}", "remove it"
+            )
+            for field in ("delimiter", "null_values")
+            if getattr(table, field) is not None
+        ]
 
     def has_row_key_of_its_own(self, table: TableBase) -> bool:
         # new_files_only merges on the file the rows came from, so it needs no key of its own.

@@ -7,9 +7,10 @@ import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from include.mallard.config.base import (
+    ConfigValueError,
     ExternalReference,
     Issue,
     SecretRef,
@@ -18,7 +19,7 @@ from include.mallard.config.base import (
     is_reference_mapping,
     literal_secret_error,
 )
-from include.mallard.config.kinds.rest_api import SECRET_KEY
+from include.mallard.config.literal_secrets import secret_name
 
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 FUNCTION_FIX = (
@@ -70,8 +71,18 @@ class PythonSource(TableDefaults, SourceBase):
     def _secret_references(cls, args: dict[str, Any]) -> dict[str, Any]:
         for key, value in args.items():
             if is_reference_mapping(value):
-                SecretRef.model_validate(value)
-            elif SECRET_KEY.search(key) and isinstance(value, str):
+                try:
+                    SecretRef.model_validate(value)
+                except ValidationError as error:
+                    # Name the argument: the reference's own error location would say only `env`.
+                    detail = error.errors(include_url=False)[0]
+                    where = ".".join(str(part) for part in detail["loc"])
+                    raise ConfigValueError(
+                        f"argument {key!r}{f' `{where}`' if where else ''}: {detail['msg']}",
+                        fix="reference an environment variable by its name (`{env: MY_TOKEN}`: letters, digits, '_', "
+                        "not starting with a digit) or an Airflow connection (`{connection: my_conn}`), not both",
+                    ) from None
+            elif secret_name(key) and isinstance(value, str):
                 raise literal_secret_error(f"argument {key!r} looks like a credential; it")
         return args
 

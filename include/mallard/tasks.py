@@ -1,0 +1,137 @@
+"""The task callables the factory names: each ingestion task reads only its own source's file.
+
+`extract_task` and `load_task` parse the one file whose path the factory put in their op_kwargs,
+never the whole folder, so a file broken (or pushed) during a run fails only its own source. A
+config error, an invalid run conf or an interval before the start date is the same on every try:
+those fail the task at once (`AirflowFailException`) instead of retrying. What the tasks run
+(dlt extract and load) is in `ingest.py`; this module imports Airflow and dlt only inside the
+functions, so the DAG file parses without them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from include.mallard import ingest
+from include.mallard.config import ConfigError, SourceConfig
+from include.mallard.config.loader import parse_source_file
+from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
+from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
+from include.mallard.warehouse import resolve_warehouse_path
+
+log = logging.getLogger(__name__)
+FIX_AND_RERUN = "Fix the file (`mallard validate` checks it), then clear this task or trigger the run again."
+
+
+def _no_retry(message: str) -> Exception:
+    """An error that fails the task at once, without retries: it would be the same on every try."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+def task_source(source_name: str, source_file: str) -> SourceConfig:
+    """The config of `source_name`, read again from its own file only (no other file can fail the task)."""
+    path = Path(source_file)
+    try:
+        source = parse_source_file(path)
+    except ConfigError as error:
+        raise _no_retry(f"source {source_name!r} cannot run: {error}\n{FIX_AND_RERUN}") from None
+    except OSError as error:  # removed or renamed since the DAG was parsed
+        raise _no_retry(
+            f"source {source_name!r} cannot read its config file {path}: {error}. {FIX_AND_RERUN}"
+        ) from None
+    if source.name != source_name:
+        raise _no_retry(
+            f"{path} now names source {source.name!r}, but this task belongs to source {source_name!r}: the file "
+            "changed since the DAG was parsed. Trigger the run again (the next DAG parse has the new name)."
+        )
+    return source
+
+
+def task_interval(
+    context: dict[str, Any], earliest: str | None, earliest_setting: str, source_start: str | None
+) -> Interval:
+    """The run's interval (conf or data interval), checked against `earliest`, from `source_start` on."""
+    try:
+        interval = interval_from_context(context)
+        if earliest:
+            check_not_before(interval, dt.date.fromisoformat(earliest), earliest_setting)
+    except IntervalError as error:
+        raise _no_retry(str(error)) from None
+    if not source_start:
+        return interval
+    clipped = interval.not_before(dt.date.fromisoformat(source_start))
+    if clipped != interval:
+        log.info("The source starts on %s (mallard.yml): interval %s is loaded as %s", source_start, interval, clipped)
+    return clipped
+
+
+def extract_task(
+    source_name: str,
+    source_file: str,
+    earliest: str | None = None,
+    earliest_setting: str = "the project's `start_date` in mallard.yml",
+    source_start: str | None = None,
+    dbt_project_dir: str = str(DBT_PROJECT_DIR),
+    **context: Any,
+) -> dict[str, Any]:
+    """Task `ingest_<source>.extract`: extract and normalize one source for the run's interval."""
+    source = task_source(source_name, source_file)
+    interval = task_interval(context, earliest, earliest_setting, source_start)
+    work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
+    return ingest.extract(source, interval, work_dir, dbt_project_dir=Path(dbt_project_dir))
+
+
+def load_task(
+    source_name: str, source_file: str, dbt_project_dir: str = str(DBT_PROJECT_DIR), **context: Any
+) -> dict[str, Any]:
+    """Task `ingest_<source>.load`: load what `extract_task` prepared into the warehouse."""
+    source = task_source(source_name, source_file)
+    work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
+    return ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir))
+
+
+def invalid_source_task(source_file: str, problems: list[str], **_: Any) -> None:
+    """Task `ingest_<file name>` of a source file that was invalid when the DAG was parsed: it always fails.
+
+    It is upstream of dbt, so no mart is built without this source, and it does not retry.
+    """
+    path = Path(source_file)
+    found = "\n".join(f"  - {problem}" for problem in problems)
+    try:
+        parse_source_file(path)
+    except (ConfigError, OSError) as error:
+        found = str(error)  # what is wrong now
+    else:
+        found += "\n(The file parses on its own now: the next DAG parse gives it its ingest task group.)"
+    raise _no_retry(
+        f"{path.name} is not a valid source config, so its source is not loaded and dbt does not run in this run:\n"
+        f"{found}\n{FIX_AND_RERUN}"
+    )
+
+
+def generate_staging_task(
+    source_names: list[str] | None = None,
+    sources_dir: str = str(SOURCES_DIR),
+    dbt_project_dir: str = str(DBT_PROJECT_DIR),
+) -> list[dict[str, Any]]:
+    """Task `generate_staging`: regenerate staging models from dlt's schemas and rebuild the manifest.
+
+    Sources in `source_names` that were never loaded (a new config before its first load) are
+    skipped, not failed. The task opens the warehouse, so it belongs in the warehouse pool.
+    """
+    from include.mallard.staging import generate_and_rebuild, loaded_sources
+
+    warehouse_path = resolve_warehouse_path()
+    loaded = loaded_sources(warehouse_path) if warehouse_path.is_file() else []
+    names = loaded if source_names is None else [n for n in source_names if n in loaded]
+    results = generate_and_rebuild(
+        names, warehouse_path=warehouse_path, dbt_project_dir=Path(dbt_project_dir), sources_dir=Path(sources_dir)
+    )
+    for result in results:
+        log.info("%s", result.report())
+    return [r.to_dict() for r in results]
