@@ -44,6 +44,7 @@ tables:
 LOAD_IN_A_PROCESS = """
 import sys
 from pathlib import Path
+import dlt  # imported before "loading": ingest imports it lazily, and the kill times the load, not the import
 from include.mallard import ingest
 from include.mallard.config.loader import parse_source_file
 source = parse_source_file(Path(sys.argv[1]))
