@@ -71,6 +71,9 @@ def test_everything_the_project_imports_is_installed_by_the_image():
         "pyarrow": "dlt",  # dlt[parquet]
         "typer": "typer",
         "click": "typer",
+        "rich": "rich",
+        "sqlalchemy": "apache-airflow",  # Airflow's own ORM
+        "starlette": "apache-airflow",  # under FastAPI, which the api-server runs on
     }
     third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
     unknown = third_party - provided_by.keys()

@@ -127,7 +127,17 @@ def start_backfill(api: Api, dag_id: str, from_date: str, to_date: str, reproces
     """
     api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess}
-    return api.call("POST", "/backfills", json=body)
+    # On SQLite, creating a backfill while the scheduler writes (it just queued the unpaused DAG's
+    # latest run) can answer 503 "Database is locked" (apache/airflow#66726); nothing was created,
+    # so ask again, as the message says a client should.
+    for attempt in range(1, 6):
+        try:
+            return api.call("POST", "/backfills", json=body)
+        except AssertionError as error:
+            if "503" not in str(error) or "locked" not in str(error) or attempt == 5:
+                raise
+            time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def wait_for_backfill(

@@ -64,6 +64,7 @@ def test_a_config_error_in_the_tasks_own_file_fails_at_once_without_retries(tmp_
 
 
 DAG_FILE = """# An Airflow DAG over sources with one invalid file (safe mode wants both words).
+from pathlib import Path
 
 from include.mallard.factory import build_elt_dag
 

@@ -8,12 +8,14 @@ request's URL and headers): the resolved values reach the API and nothing else.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -230,13 +232,20 @@ def test_header_and_param_references_are_resolved_sent_and_never_logged(tmp_path
 
     dlt.pipeline(pipeline_name="mallard_test_logging", pipelines_dir=str(tmp_path / "dlt"))  # starts dlt's logger
     dlt_logging.LOGGER.setLevel(logging.DEBUG)  # dlt then logs each request's URL, params and headers
+    # dlt's own handler may write to a stream of an earlier test (its logger is set up once per
+    # process): read dlt's records through a handler of ours as well as the process's output.
+    records = io.StringIO()
+    handler = logging.StreamHandler(records)
+    dlt_logging.LOGGER.addHandler(handler)
     try:
         ingest.extract(source, interval, work_dir)
         extracted = _all_text(work_dir)
         ingest.load(source, work_dir)
     finally:
         dlt_logging.LOGGER.setLevel(logging.WARNING)
-    logs = capfd.readouterr()
+        dlt_logging.LOGGER.removeHandler(handler)
+    output = capfd.readouterr()
+    logs = SimpleNamespace(out=output.out, err=output.err + records.getvalue())
 
     [(path, headers, query)] = state.requests
     assert path == "/exports" and headers["X-Api-Key"] == HEADER_SECRET and query["sig"] == [PARAM_SECRET]
