@@ -54,6 +54,7 @@ class Api:
     """The REST API v2 with a JWT from /auth/token."""
 
     def __init__(self, stack: AirflowStack) -> None:
+        self.stack = stack
         base = stack.config.url
         token = httpx.post(
             f"{base}/auth/token",
@@ -63,6 +64,19 @@ class Api:
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         self.client = httpx.Client(base_url=f"{base}/api/v2", headers=headers, timeout=30)
+
+    def assert_stack_alive(self) -> None:
+        """Fail at once, with its log's tail, if a component of the stack has exited.
+
+        A scheduler that died (SQLite's "database is locked" can end it) leaves every run queued;
+        without this a wait would sit out its whole timeout and say nothing about why.
+        """
+        if dead := self.stack.dead_components():
+            component = dead[0]
+            tail = "\n".join(component.log_path.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(
+                f"{component.name} exited (code {component.popen.returncode}); {component.log_path}:\n{tail}"
+            )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.client.request(method, path, **kwargs)
@@ -109,6 +123,7 @@ def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float = RUN_TIMEOU
     last_report = 0.0
     path = f"/dags/{dag_id}/dagRuns/{run_id}"
     while time.monotonic() < deadline:
+        api.assert_stack_alive()
         run = api.call("GET", path)
         if run["state"] in ("success", "failed"):
             return run
@@ -147,14 +162,15 @@ def wait_for_backfill(
 
     Its runs are the DAG's backfill runs with a logical date in [from_date, to_date]: a run list
     has no backfill id, and a reprocessing backfill takes over (clears) earlier runs of its days.
-    At `timeout`, the runs as they are. Prints how many are done every minute. The caller asserts
-    on what it gets.
+    Prints how many are done every minute; at `timeout`, fails with what each unfinished run's
+    tasks are doing (and the end of their logs). The caller asserts on the runs it gets.
     """
     first, last = (dt.datetime.fromisoformat(backfill[key]) for key in ("from_date", "to_date"))
     deadline = time.monotonic() + timeout
     last_report = time.monotonic()
     found: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
+        api.assert_stack_alive()
         found = [
             r
             for r in api.all_items(f"/dags/{dag_id}/dagRuns", "dag_runs")
@@ -164,12 +180,45 @@ def wait_for_backfill(
         # The scheduler marks the backfill completed a moment after its last run; until then no
         # other backfill of the DAG may start.
         if len(found) == runs and len(done) == runs and api.call("GET", f"/backfills/{backfill['id']}")["completed_at"]:
-            break
+            return found
         if time.monotonic() - last_report > 60:
             print(f"  backfill {backfill['id']}: {len(done)}/{runs} runs done", flush=True)
             last_report = time.monotonic()
         time.sleep(5)
-    return found
+    raise AssertionError(
+        f"backfill {backfill['id']} not done within {timeout:.0f} s: {len(found)} runs, "
+        f"{[(r['dag_run_id'], r['state']) for r in found]}\n{unfinished_report(api, dag_id, found)}"
+    )
+
+
+def unfinished_report(api: Api, dag_id: str, runs: list[dict[str, Any]]) -> str:
+    """For each run that has not finished: its task states, and the end of each running task's log."""
+    lines = []
+    for run in runs:
+        if run["state"] in ("success", "failed"):
+            continue
+        path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"
+        instances = api.all_items(path, "task_instances")
+        states = Counter(str(ti["state"]) for ti in instances)
+        lines.append(f"{run['dag_run_id']} ({run['state']}): {dict(states)}")
+        for ti in instances:
+            if ti["state"] not in ("running", "queued", "up_for_retry"):
+                continue
+            lines.append(f"  {ti['task_id']}: {ti['state']} (try {ti['try_number']}, pool {ti['pool']})")
+            logs = (
+                api.stack.home
+                / "logs"
+                / f"dag_id={dag_id}"
+                / f"run_id={run['dag_run_id']}"
+                / f"task_id={ti['task_id']}"
+            )
+            for log in sorted(logs.glob("*.log"))[-1:]:
+                lines += ["    " + line[:300] for line in log.read_text(errors="replace").splitlines()[-8:]]
+    scheduler = api.stack.stack_dir / "scheduler.log"
+    if scheduler.is_file():
+        lines.append(f"scheduler log ({scheduler}), last lines:")
+        lines += ["  " + line[:300] for line in scheduler.read_text(errors="replace").splitlines()[-15:]]
+    return "\n".join(lines)
 
 
 def failed_tasks(api: Api, dag_id: str, run_id: str) -> list[str]:

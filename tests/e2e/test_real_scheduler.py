@@ -224,7 +224,7 @@ def test_backfill_loads_exactly_its_days_under_the_scheduler(stack: AirflowStack
     wait_for_dag(api, DAG_ID)
     started = time.monotonic()
     backfill = start_backfill(api, DAG_ID, BACKFILL_FROM, BACKFILL_TO)
-    runs = wait_for_backfill(api, DAG_ID, backfill, runs=5, timeout=3 * RUN_TIMEOUT)
+    runs = wait_for_backfill(api, DAG_ID, backfill, runs=5, timeout=RUN_TIMEOUT)
     took = time.monotonic() - started
     assert len(runs) == 5, f"expected 5 backfill runs, got {[(r['dag_run_id'], r['state']) for r in runs]}"
     durations = [
@@ -257,7 +257,7 @@ def test_reprocessing_backfilled_days_reloads_them_exactly(stack: AirflowStack):
     api = Api(stack)
     posted = dt.datetime.now(dt.UTC)
     backfill = start_backfill(api, DAG_ID, "2024-02-02T00:00:00Z", "2024-02-03T00:00:00Z", reprocess="completed")
-    runs = wait_for_backfill(api, DAG_ID, backfill, runs=2, timeout=3 * RUN_TIMEOUT)
+    runs = wait_for_backfill(api, DAG_ID, backfill, runs=2, timeout=RUN_TIMEOUT)
     assert len(runs) == 2, [(r["dag_run_id"], r["state"]) for r in runs]
     assert all(dt.datetime.fromisoformat(r["start_date"]) > posted for r in runs), "the days did not run again"
     _raise_for_failed_runs(stack, api, runs, "reprocessed")
