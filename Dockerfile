@@ -5,6 +5,7 @@ FROM astrocrpublic.azurecr.io/runtime:3.3-2
 # The project (copied to /usr/local/airflow by the image's ONBUILD steps) imports `include.mallard`.
 ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
+    AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY=False \
     DO_NOT_TRACK=1 \
     RUNTIME__DLTHUB_TELEMETRY=false \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false \

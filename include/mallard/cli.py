@@ -1,4 +1,4 @@
-"""The `mallard` command: `mallard validate|manifest|schema|marts|staging` (`mallard --help`).
+"""The `mallard` command: `mallard validate|manifest|schema|marts|staging|doctor|add|run` (`mallard --help`).
 
 Installed by `make install` into `.venv/bin/mallard` (pyproject's `[project.scripts]`); it finds the
 project's environment itself (`scripts/env.sh`), so nothing needs to be sourced first.
@@ -7,6 +7,7 @@ project's environment itself (`scripts/env.sh`), so nothing needs to be sourced 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from include.mallard.environment import apply_project_environment
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 
 SCHEMA_PATH = PROJECT_ROOT / "docs" / "source.schema.json"
+DAG_ID = "mallard_elt"
 
 app = typer.Typer(
     name="mallard",
@@ -75,7 +77,8 @@ def validate(
 
 @app.command()
 def manifest(dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR) -> None:
-    """Build the dbt manifest (dbt parse) that Cosmos renders the DAG from."""
+    """Build the dbt manifest (dbt parse) that Cosmos renders the DAG from, and the dbt docs site from it."""
+    from include.mallard.dbt_docs import write_docs_without_catalog
     from include.mallard.dbt_project import DbtProjectError, build_manifest
 
     try:
@@ -83,6 +86,8 @@ def manifest(dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR) -> None:
     except DbtProjectError as error:
         raise _fail(str(error)) from None
     typer.echo(f"manifest built: {path}")
+    # The UI's dbt docs show the models and their lineage from now on, before any run.
+    typer.echo(f"dbt docs (without a catalog) written: {write_docs_without_catalog(dbt_project_dir)}")
 
 
 def source_json_schema() -> str:
@@ -143,6 +148,103 @@ def staging(
     )
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+def doctor(sources_dir: SourcesDir = SOURCES_DIR, dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR) -> None:
+    """Check the venv, manifest, profile, sources, warehouse lock, pool and old stacks; print each fix."""
+    from include.mallard.first_hour.doctor import print_checks, run_checks
+
+    checks = run_checks(sources_dir, dbt_project_dir)
+    print_checks(checks)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+add_app = typer.Typer(help="Add something to the project.", no_args_is_help=True)
+app.add_typer(add_app, name="add")
+Opt = typer.Option
+
+
+@add_app.command("source")
+def add_source(
+    name: Annotated[
+        str | None, Opt(help="Source name: the file include/sources/<name>.yml, schema raw_<name>.")
+    ] = None,
+    kind: Annotated[str | None, Opt(help="files, rest_api or sql_database.")] = None,
+    path: Annotated[str | None, Opt(help="files: the folder (relative to the project root) or URL.")] = None,
+    glob: Annotated[str | None, Opt(help="files: the glob of the table's files, e.g. '*.csv'.")] = None,
+    file_format: Annotated[str | None, Opt("--format", help="files: csv, jsonl or parquet (default: guessed).")] = None,
+    table: Annotated[str | None, Opt(help="files: the table name (default: the source name).")] = None,
+    base_url: Annotated[str | None, Opt(help="rest_api: the API's base URL.")] = None,
+    resource: Annotated[list[str] | None, Opt(help="rest_api: an endpoint path (repeatable).")] = None,
+    data_selector: Annotated[str | None, Opt(help="rest_api: JSON path of the records, e.g. data.")] = None,
+    paginator: Annotated[str | None, Opt(help="rest_api: auto, page_number, offset, cursor, next_link, ...")] = None,
+    cursor_path: Annotated[str | None, Opt(help="rest_api cursor paginator: JSON path of the next cursor.")] = None,
+    cursor_param: Annotated[str | None, Opt(help="rest_api cursor paginator: its query parameter.")] = None,
+    auth: Annotated[str | None, Opt(help="rest_api: none, bearer, api_key or basic.")] = None,
+    secret: Annotated[str | None, Opt(help="The NAME of the env var with the secret, or connection:<id>.")] = None,
+    sql_table: Annotated[list[str] | None, Opt(help="sql_database: a table to load (repeatable).")] = None,
+    primary_key: Annotated[list[str] | None, Opt(help="Primary key column (repeatable; default: suggested).")] = None,
+    cursor: Annotated[str | None, Opt(help="files: the cursor column (default: full reload).")] = None,
+    sources_dir: SourcesDir = SOURCES_DIR,
+    force: Annotated[bool, Opt(help="Replace an existing file of that name.")] = False,
+    preview: Annotated[bool, Opt(help="Dry-extract a few pages and show rows and columns.")] = True,
+    interactive: Annotated[bool | None, Opt(help="Ask for what is missing (default: when run in a terminal).")] = None,
+) -> None:
+    """Ask for a source's few fields, preview a dry extract (the warehouse is untouched), write its YAML file."""
+    from include.mallard.config import ConfigError
+    from include.mallard.first_hour import add_source as wizard
+
+    answers = wizard.Answers(
+        name, kind, path, glob, file_format, table, base_url, resource or [], data_selector, paginator,
+        cursor_path, cursor_param, auth, secret, sql_table or [], primary_key or [], cursor,
+    )  # fmt: skip
+    asks = sys.stdin.isatty() if interactive is None else interactive
+    ask = wizard.prompt_asker if asks else wizard.no_terminal_asker
+    try:
+        wizard.add_source(answers, sources_dir, ask=ask, force=force, preview=preview)
+    except (wizard.AddSourceError, ConfigError) as error:
+        raise _fail(f"add source: {error}") from None
+    except Exception as error:  # the dry extract: a wrong path, URL, credential; the file is not written
+        raise _fail(
+            f"add source {answers.name}: the preview failed, nothing was written: {type(error).__name__}: {error}"
+        ) from None
+
+
+def _day(value: str | None, default: dt.date, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if value else default
+    except ValueError:
+        raise _fail(f"{option} {value!r}: give a date as YYYY-MM-DD") from None
+
+
+@app.command("run")
+def run_pipeline(
+    start: Annotated[
+        str | None, typer.Option(help="First day loaded (YYYY-MM-DD). Default: the day before --end.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Day after the last one loaded (exclusive). Default: today (UTC).")
+    ] = None,
+    dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR,
+    log_file: Annotated[Path | None, typer.Option(help="Where the full log goes. Default: .airflow/runs/.")] = None,
+) -> None:
+    """Run the ELT DAG once for [start, end) with `airflow dags test`, a live task table and a summary."""
+    from include.mallard.first_hour.run import airflow_home, print_summary, run_dag
+    from include.mallard.warehouse import resolve_warehouse_path
+
+    last = _day(end, dt.datetime.now(dt.UTC).date(), "--end")
+    first = _day(start, last - dt.timedelta(days=1), "--start")
+    if first >= last:
+        raise _fail(f"--start {first} must be before --end {last} (the range is [start, end))")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    log = log_file or airflow_home() / "runs" / f"run-{first}-{last}-{stamp}.log"
+    typer.echo(f"running {DAG_ID} for [{first}, {last}); full log: {log}")
+    result = run_dag(first, last, log)
+    print_summary(result, resolve_warehouse_path(), dbt_project_dir)
+    if result.returncode != 0 or result.state != "success" or result.failed:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
 
 from include.mallard import tasks
+from include.mallard.alerts import MallardWebhookNotifier
 from include.mallard.config import SourceConfig
 from include.mallard.config.project import (
     InvalidSourceFile,
@@ -40,7 +41,7 @@ from include.mallard.config.project import (
     read_source_files,
 )
 from include.mallard.dbt_docs import generate_dbt_docs
-from include.mallard.dbt_group import build_dbt_group, build_done_gate
+from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
 from include.mallard.interval import interval_bound
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
@@ -55,7 +56,10 @@ DEFAULT_ARGS: dict[str, Any] = {
     "owner": "mallard",
     "retries": 2,
     "retry_delay": dt.timedelta(seconds=30),
+    # A task that failed for good POSTs an alert to the `mallard_alerts` connection, if there is one.
+    "on_failure_callback": [MallardWebhookNotifier()],
 }
+PUBLISH_TASK_ID = "publish"
 
 
 def build_ingestion_group(
@@ -92,6 +96,34 @@ def build_ingestion_group(
         )
         extract >> load
     return group
+
+
+def publish_step(dag: DAG) -> PythonOperator:
+    """The run's last task: write the history that waited for it, publish the read-only snapshot.
+
+    A teardown: it runs when every other task of the run is done, whatever failed (the snapshot
+    then shows what the run left, and `mallard_meta` says what failed), and it does not decide the
+    run's state. Downstream of every task, not only of the last ones: a failure upstream marks
+    `dbt_docs` upstream_failed at once, while other tasks may still run or retry.
+    """
+    others = list(dag.tasks)
+    publish = PythonOperator(
+        task_id=PUBLISH_TASK_ID,
+        python_callable=tasks.publish_task,
+        pool=WAREHOUSE_POOL,
+        doc_md="Records the run's dbt results (and failed extracts) in `mallard_meta`, then publishes the "
+        "read-only snapshot `mallard.read.duckdb` that readers open instead of the warehouse.",
+    ).as_teardown()
+    publish.set_upstream(others)
+    return publish
+
+
+def _keep_build_results(dbt_group: Any) -> None:
+    # The `dbt build` runs in a temporary copy of the project, deleted when it ends: a Cosmos
+    # callback (run before a failed build raises) keeps its run_results.json for `publish`.
+    producer = dbt_group.dag.get_task(BUILD_TASK_ID)
+    existing = producer.callback if isinstance(producer.callback, list) else [producer.callback]
+    producer.callback = [*filter(None, existing), tasks.keep_dbt_run_results]
 
 
 def _task_id_for_invalid(invalid: InvalidSourceFile, taken: set[str]) -> str:
@@ -231,6 +263,7 @@ def build_elt_dag(
             ingestion.append(invalid_source_task(invalid, taken))
             taken.add(ingestion[-1].task_id)
         dbt = build_dbt_group(dbt_project_dir)
+        _keep_build_results(dbt)
         docs = PythonOperator(
             task_id="dbt_docs",
             python_callable=generate_dbt_docs,
@@ -250,6 +283,7 @@ def build_elt_dag(
             ingestion_done >> dbt
         # A build that failed or never ran must fail the run, even when every model task skipped.
         [dbt, build_done_gate(dbt)] >> docs
+        publish_step(dag)
     return dag
 
 
@@ -290,6 +324,7 @@ def build_source_dags(
                 source_start=earliest,
                 dbt_project_dir=dbt_project_dir,
             )
+            publish_step(dag)
         dags.append(dag)
     return dags
 

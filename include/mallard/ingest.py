@@ -6,7 +6,8 @@ DAG run and source, so concurrent runs (backfills) never share dlt state.
 
 `extract` also reports type drift (columns whose type changed against the previous load or the
 type the dbt project declares, new variant columns); `load` creates the raw tables dbt reads that
-the run had no rows for, so an empty interval never breaks dbt.
+the run had no rows for (raw_tables.py), so an empty interval never breaks dbt, and records the
+load and its schema changes in `mallard_meta` (history.py).
 
 The task callables the factory names are in `tasks.py`; this module imports dlt only inside
 functions, so the DAG file parses without it.
@@ -14,21 +15,28 @@ functions, so the DAG file parses without it.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.mallard import history, history_queue
 from include.mallard.config import SourceConfig
-from include.mallard.dbt_project import manifest_path
 from include.mallard.interval import Interval
-from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, work_root
+from include.mallard.paths import DBT_PROJECT_DIR, work_root
+from include.mallard.raw_tables import (
+    BUILT_TABLES_FILE,
+    DeclaredTable,
+    canonical_type,
+    create_missing_tables,
+    declared_tables,
+)
 from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
 
 if TYPE_CHECKING:
@@ -49,9 +57,8 @@ DEFAULT_MEMORY_LIMIT = "256MB"
 STAGING_DATASET_LAYOUT = "_mallard_staging_%s"
 # The key of `extract`'s result that holds the drift report (a table name starts with a letter).
 DRIFT_KEY = "_type_drift"
-# The tables the source's resources load, kept by `extract` for `load`: dlt's schema has no entry
-# for a resource that yielded nothing, and such a table may be one dbt reads.
-BUILT_TABLES_FILE = "mallard_tables.json"
+# What `extract` saw (interval, timing, rows, schema changes), for the history `load` records.
+RUN_FILE = "mallard_run.json"
 
 
 def run_work_dir(dag_id: str, run_id: str, source_name: str) -> Path:
@@ -78,11 +85,17 @@ def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt
         pipeline_name=f"mallard_{source.name}",
         pipelines_dir=str(work_dir),
         # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
-        # failed load leaves the previous table readable.
+        # failed load leaves the previous table readable. (DuckDB cannot clone or move a table
+        # across schemas, so dlt's `staging-optimized` is this same copy; `truncate-and-insert`
+        # would leave an empty table after a failed load: docs/benchmarks.md.)
         destination=dlt.destinations.duckdb(
             DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": duckdb_memory_limit()}),
             replace_strategy="insert-from-staging",
             staging_dataset_name_layout=STAGING_DATASET_LAYOUT,
+            # Row-based resources (synthetic, REST, SQL via sqlalchemy, python) are normalized into
+            # Parquet: dlt's DuckDB default, `insert_values`, held a load's SQL text in memory
+            # (6 GB at 212k rows) and was 20x slower. Types, merge and contracts are unchanged.
+            preferred_loader_file_format="parquet",
         ),
         dataset_name=source.dataset_name,
     )
@@ -92,53 +105,7 @@ def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt
     return pipeline
 
 
-# --- what the dbt project reads from raw_<source> -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeclaredTable:
-    """A raw table the dbt project reads, as its sources YAML declares it (from the manifest)."""
-
-    name: str
-    file: str  # the sources YAML, relative to the project root
-    columns: dict[str, str | None]  # column -> declared data_type (None: none declared)
-
-
-def declared_tables(dbt_project_dir: Path, dataset: str) -> dict[str, DeclaredTable]:
-    """The tables of schema `dataset` that the dbt project's sources declare, by lowercase name."""
-    path = manifest_path(dbt_project_dir)
-    if not path.is_file():
-        return {}  # the DAG does not import without a manifest; outside Airflow nothing is declared
-    tables = {}
-    for node in json.loads(path.read_text(encoding="utf-8")).get("sources", {}).values():
-        if str(node.get("schema", "")).lower() != dataset.lower():
-            continue
-        name = str(node.get("identifier") or node["name"]).lower()
-        file = (dbt_project_dir / node.get("original_file_path", "")).resolve()
-        columns = {str(c): (column.get("data_type") or None) for c, column in node.get("columns", {}).items()}
-        shown = str(file.relative_to(PROJECT_ROOT)) if file.is_relative_to(PROJECT_ROOT) else str(file)
-        tables[name] = DeclaredTable(name, shown, columns)
-    return tables
-
-
-@functools.cache
-def _types_connection() -> Any:
-    import duckdb
-
-    return duckdb.connect()  # in memory: no warehouse, no lock; opened once (70 ms)
-
-
-@functools.cache
-def canonical_type(sql_type: str) -> str | None:
-    """DuckDB's own name of a SQL type (`text` and `varchar` are both VARCHAR); None when it is none."""
-    import duckdb
-
-    if not re.fullmatch(r"[A-Za-z0-9_ (),\[\]]+", sql_type):
-        return None
-    try:
-        return _types_connection().execute(f"select typeof(cast(null as {sql_type}))").fetchone()[0]
-    except duckdb.Error:
-        return None
+# --- type drift against the dbt project's declarations ----------------------------------------------
 
 
 def declared_drift(current: Mapping[str, Any], declared: Mapping[str, DeclaredTable]) -> list[Drift]:
@@ -199,6 +166,22 @@ def _report_drift(source: SourceConfig, drift: list[Drift], work_dir: Path) -> N
 # --- the steps ---------------------------------------------------------------------------------
 
 
+def _schema_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any], drift: list[Drift]) -> list:
+    """What this run changes in the source's tables (mallard_meta.schema_changes, written by `load`)."""
+    from include.mallard.sources.schema_store import FIRST_LOAD, PREVIOUS_LOAD, loaded_column_types
+    from include.mallard.staging.schema import variant_base
+
+    tables = current.get("tables", {})
+    variants = {(t, c) for t, table in tables.items() for c in table.get("columns", {}) if variant_base(table, c)}
+    return history.schema_changes(
+        loaded_column_types(previous) if previous else None,
+        loaded_column_types(current),
+        variants,
+        [item.to_dict() for item in drift],
+        against_loads={PREVIOUS_LOAD, FIRST_LOAD},
+    )
+
+
 def _built_tables(items: list[Any]) -> list[str]:
     """The (root) tables that the resources in `items` load into."""
     from dlt.extract import DltSource
@@ -219,6 +202,7 @@ def extract(
     from include.mallard.sources.hints import cursor_error
     from include.mallard.sources.registry import build_resources
 
+    started_at, clock = history.now(), time.monotonic()
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a retried extract starts clean rather than loading twice
     pipeline = _pipeline(source, work_dir, resolve_warehouse_path())
@@ -241,103 +225,74 @@ def extract(
     (work_dir / BUILT_TABLES_FILE).write_text(json.dumps(_built_tables(items)), encoding="utf-8")
     row_counts = {table: count for table, count in normalize_info.row_counts.items() if not table.startswith("_dlt")}
     log.info("Source %r: rows extracted per table: %s", source.name, row_counts)
+    facts = {"interval": [interval.start.isoformat(), interval.end.isoformat()], "started_at": started_at.isoformat()}
+    facts |= {"seconds": time.monotonic() - clock, "rows": row_counts}
+    facts["schema_changes"] = _schema_changes(previous, current, drift)
+    (work_dir / RUN_FILE).write_text(json.dumps(facts), encoding="utf-8")
     return {**row_counts, DRIFT_KEY: [item.to_dict() for item in drift]} if drift else row_counts
 
 
-def _existing_tables(client: Any, dataset: str) -> set[str]:
-    rows = client.execute_sql(
-        "select lower(table_name) from information_schema.tables where lower(table_schema) = lower(?)", dataset
-    )
-    return {name for (name,) in rows}
-
-
-def _columns_for(
-    source: SourceConfig, table: DeclaredTable, remembered: Mapping[str, dict[str, str]]
-) -> dict[str, str]:
-    """The columns (name -> DuckDB type) to create an empty `table` with: dbt's declaration, else the last load's."""
-    if table.columns and all(table.columns.values()):
-        invalid = [f"{c}: {t}" for c, t in table.columns.items() if canonical_type(t) is None]  # type: ignore[arg-type]
-        if invalid:
-            raise ValueError(
-                f"{table.file}: table {table.name!r} of source {source.name!r} declares a data_type DuckDB does "
-                f"not know ({', '.join(invalid)}). Fix: use a DuckDB type such as varchar, bigint, double, date, "
-                "timestamp with time zone, decimal(18, 2); then run `make manifest`."
-            )
-        return dict(table.columns)  # type: ignore[arg-type]
-    if remembered.get(table.name):
-        return remembered[table.name]
-    untyped = [c for c, t in table.columns.items() if not t] or ["(none declared)"]
-    raise ValueError(
-        f"source {source.name!r}: dbt reads {source.dataset_name}.{table.name} (declared in {table.file}), but it "
-        "does not exist: this run had no rows for it and no earlier load of the source had any, so its columns "
-        f"are unknown (columns without data_type: {', '.join(untyped)}). Fix: declare every column of table "
-        f"{table.name!r} with its `data_type` in {table.file}, then run `make manifest` and clear this task."
-    )
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def create_missing_tables(pipeline: dlt.Pipeline, source: SourceConfig, dbt_project_dir: Path) -> list[str]:
-    """Create, empty, the tables of raw_<source> that dbt reads and this load did not create; return them.
-
-    dlt creates a table only when rows arrive, so an interval with none (a first run before the data
-    starts, a quiet day) left dbt reading a table that does not exist. Only tables the source loads
-    (a resource of it, or its schema, names them) are created: a table dbt expects that the source
-    never loads stays missing, and dbt says so.
-    """
-    from include.mallard.sources import schema_store
-
-    declared = declared_tables(dbt_project_dir, source.dataset_name)
-    if not declared:
-        return []
-    known_schema = schema_store.remembered(source.name) or {}
-    known = {t.lower() for t in [*pipeline.default_schema.tables, *known_schema.get("tables", {})]}
-    built = Path(pipeline.pipelines_dir) / BUILT_TABLES_FILE
-    known |= set(json.loads(built.read_text(encoding="utf-8"))) if built.is_file() else set()
-    known |= {name for name in declared if name.split("__")[0] in known}  # nested tables of known ones
-    remembered = schema_store.loaded_column_types(known_schema)
-    dataset = _quoted(source.dataset_name)
+@contextlib.contextmanager
+def _connection(pipeline: dlt.Pipeline) -> Iterator[Any]:
+    """The load's own warehouse connection (dlt lends one DuckDB connection to nested clients)."""
     with pipeline.sql_client() as client:
-        missing = sorted(set(declared) - _existing_tables(client, source.dataset_name))
-        for name in [name for name in missing if name not in known]:
-            log.warning(
-                "dbt reads %s.%s (%s), which source %r does not load: not created.",
-                source.dataset_name,
-                name,
-                declared[name].file,
-                source.name,
-            )
-        # Every table's columns first: a table that cannot be created fails the load before any is.
-        planned = {name: _columns_for(source, declared[name], remembered) for name in missing if name in known}
-        for name, columns in planned.items():
-            column_sql = ", ".join(f"{_quoted(c)} {t}" for c, t in columns.items())
-            client.execute_sql(f"create schema if not exists {dataset}")
-            client.execute_sql(f"create table if not exists {dataset}.{_quoted(name)} ({column_sql})")
-            log.info(
-                "Source %r had no rows for %s.%s: created it empty (%s)",
-                source.name,
-                source.dataset_name,
-                name,
-                column_sql,
-            )
-    return list(planned)
+        yield client.native_connection
 
 
-def load(source: SourceConfig, work_dir: Path, *, dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
-    """Load what `extract` prepared into `raw_<source>`, create the empty tables dbt reads, drop the working folder."""
+def _facts(work_dir: Path) -> dict[str, Any]:
+    facts = json.loads(path.read_text(encoding="utf-8")) if (path := work_dir / RUN_FILE).is_file() else {}
+    built = work_dir / BUILT_TABLES_FILE
+    facts["built"] = json.loads(built.read_text(encoding="utf-8")) if built.is_file() else []
+    return facts
+
+
+def load(
+    source: SourceConfig,
+    work_dir: Path,
+    *,
+    dbt_project_dir: Path = DBT_PROJECT_DIR,
+    run: history.RunRef | None = None,
+) -> dict[str, Any]:
+    """Load what `extract` prepared into `raw_<source>`, create the empty tables dbt reads, drop the working folder.
+
+    With `run` (the DAG run), the load and its schema changes are recorded in `mallard_meta`
+    (history.py), a failed load too.
+    """
     if not work_dir.exists():
-        raise FileNotFoundError(
+        error = FileNotFoundError(
             f"nothing to load for source {source.name!r}: {work_dir} does not exist. "
             "Clear the source's extract task so it runs again."
         )
+        if run:
+            rows = history.load_rows(run, source.name, {}, error=error)
+            history_queue.record_failed_load(None, run, source.name, rows)
+        raise error
     warehouse_path = resolve_warehouse_path()
     pipeline = _pipeline(source, work_dir, warehouse_path)
     log.info("Loading source %r into %s (schema %s)", source.name, warehouse_path, source.dataset_name)
-    load_info = retry_on_lock(pipeline.load)
-    load_info.raise_on_failed_jobs()
-    created = retry_on_lock(lambda: create_missing_tables(pipeline, source, dbt_project_dir))
+    facts, clock = _facts(work_dir), time.monotonic()
+    try:
+        load_info = retry_on_lock(pipeline.load)
+        load_info.raise_on_failed_jobs()
+
+        def finish() -> list[str]:
+            # One client for both: dlt lends the same DuckDB connection to the nested one.
+            with pipeline.sql_client():
+                created = create_missing_tables(pipeline, source, dbt_project_dir)
+                if run:
+                    loaded = history.load_rows(
+                        run, source.name, facts, load_ids=load_info.loads_ids, seconds=time.monotonic() - clock
+                    )
+                    changes = history.schema_change_rows(run, source.name, facts)
+                    history_queue.record_load(lambda: _connection(pipeline), run, source.name, loaded, changes)
+            return created
+
+        created = retry_on_lock(finish)
+    except Exception as error:
+        if run:
+            failed = history.load_rows(run, source.name, facts, error=error, seconds=time.monotonic() - clock)
+            history_queue.record_failed_load(lambda: _connection(pipeline), run, source.name, failed)
+        raise
     shutil.rmtree(work_dir, ignore_errors=True)
     summary = {"dataset": source.dataset_name, "warehouse": str(warehouse_path), "loads": list(load_info.loads_ids)}
     if created:

@@ -15,12 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from include.mallard import ingest
+from include.mallard import history, history_queue, ingest
 from include.mallard.config import ConfigError, SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
-from include.mallard.warehouse import resolve_warehouse_path
+from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
 
 log = logging.getLogger(__name__)
 FIX_AND_RERUN = "Fix the file (`mallard validate` checks it), then clear this task or trigger the run again."
@@ -80,19 +80,79 @@ def extract_task(
     **context: Any,
 ) -> dict[str, Any]:
     """Task `ingest_<source>.extract`: extract and normalize one source for the run's interval."""
-    source = task_source(source_name, source_file)
-    interval = task_interval(context, earliest, earliest_setting, source_start)
-    work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
-    return ingest.extract(source, interval, work_dir, dbt_project_dir=Path(dbt_project_dir))
+    try:
+        source = task_source(source_name, source_file)
+        interval = task_interval(context, earliest, earliest_setting, source_start)
+        work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
+        return ingest.extract(source, interval, work_dir, dbt_project_dir=Path(dbt_project_dir))
+    except Exception as error:
+        # An extract never opens the warehouse: its failure waits for the run's last task.
+        run = _run(context)
+        history_queue.record_failed_load(None, run, source_name, history.load_rows(run, source_name, {}, error=error))
+        raise
 
 
 def load_task(
     source_name: str, source_file: str, dbt_project_dir: str = str(DBT_PROJECT_DIR), **context: Any
 ) -> dict[str, Any]:
     """Task `ingest_<source>.load`: load what `extract_task` prepared into the warehouse."""
-    source = task_source(source_name, source_file)
-    work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
-    return ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir))
+    run = _run(context)
+    try:
+        source = task_source(source_name, source_file)
+    except Exception as error:
+        history_queue.record_failed_load(None, run, source_name, history.load_rows(run, source_name, {}, error=error))
+        raise
+    work_dir = ingest.run_work_dir(run.dag_id, run.run_id, source_name)
+    return ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir), run=run)
+
+
+def _run(context: dict[str, Any]) -> history.RunRef:
+    return history.RunRef(context["dag"].dag_id, context["run_id"])
+
+
+def keep_dbt_run_results(project_dir: str, context: dict[str, Any], **_: Any) -> None:
+    """Cosmos callback of the `dbt build` task: keep its `run_results.json` for the run's last task.
+
+    Cosmos runs dbt in a temporary copy of the project and deletes it after the callbacks; it
+    calls them before raising a failed build, so the results of a build with failing tests are kept.
+    """
+    try:
+        history_queue.keep_run_results(_run(context), Path(project_dir) / "target" / "run_results.json")
+    except Exception:  # the build's own outcome must not change because its history could not be kept
+        log.exception("Could not keep the dbt build's run_results.json for the run's history")
+
+
+def publish_task(**context: Any) -> dict[str, Any]:
+    """Task `publish`, the run's last (in the warehouse pool, whatever failed before it).
+
+    Writes the history that waited for it (failed extracts, the dbt build's node results) to
+    `mallard_meta`, then publishes the read-only snapshot of the warehouse (snapshot.py), so that
+    readers see what the run left, its failures included. A history error does not stop the
+    snapshot; it fails the task afterwards.
+    """
+    import duckdb
+
+    from include.mallard.snapshot import publish_snapshot
+
+    run, warehouse = _run(context), resolve_warehouse_path()
+    result: dict[str, Any] = {}
+    failure: Exception | None = None
+    try:
+
+        def flush() -> dict[str, int]:
+            with duckdb.connect(str(warehouse)) as connection:
+                return history_queue.flush_pending(connection, run)
+
+        result["history"] = retry_on_lock(flush)
+        log.info("Recorded in mallard_meta: %s", result["history"] or "nothing was waiting")
+    except Exception as error:
+        log.exception("Could not write the run's history to mallard_meta")
+        failure = error
+    snapshot = publish_snapshot(warehouse)
+    result["snapshot"] = str(snapshot.path) if snapshot else None
+    if failure is not None:
+        raise failure
+    return result
 
 
 def invalid_source_task(source_file: str, problems: list[str], **_: Any) -> None:

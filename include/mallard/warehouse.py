@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from include.mallard.paths import DEFAULT_WAREHOUSE_PATH, resolve_project_path
 WAREHOUSE_PATH_ENV = "MALLARD_WAREHOUSE_PATH"
 WAREHOUSE_CONN_ID = "mallard_warehouse"
 WAREHOUSE_POOL = "mallard_duckdb"
+SNAPSHOT_PATH_ENV = "MALLARD_SNAPSHOT_PATH"
+SNAPSHOT_FILE_NAME = "mallard.read.duckdb"
 LOCK_ERROR_TEXT = "Could not set lock on file"
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,18 @@ def resolve_warehouse_path() -> Path:
     return path
 
 
+def snapshot_path() -> Path:
+    """The published read-only copy of the warehouse, for readers (UI, `mallard marts`, BI tools).
+
+    Env MALLARD_SNAPSHOT_PATH, else `mallard.read.duckdb` next to the warehouse file. Readers of
+    this file never hold the warehouse's lock, so they never make a load wait.
+    """
+    configured = os.environ.get(SNAPSHOT_PATH_ENV)
+    if configured:
+        return resolve_project_path(configured)
+    return resolve_warehouse_path().with_name(SNAPSHOT_FILE_NAME)
+
+
 def is_lock_error(error: BaseException) -> bool:
     """True when `error` (or what caused it) is DuckDB refusing a second writer."""
     seen: BaseException | None = error
@@ -54,6 +69,42 @@ def is_lock_error(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _lock_error_text(error: BaseException) -> str:
+    seen: BaseException | None = error
+    while seen is not None and LOCK_ERROR_TEXT not in str(seen):
+        seen = seen.__cause__ or seen.__context__
+    return str(seen or error)
+
+
+def _lock_mode(path: str, pid: str) -> str | None:
+    """'read-only' or 'for writing': how process `pid` holds `path`, from the kernel's lock table (Linux)."""
+    try:
+        inode = Path(path).stat().st_ino
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[4] == pid and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return "read-only" if fields[3] == "READ" else "for writing"
+    return None
+
+
+def describe_lock(error: BaseException) -> str:
+    """Who holds the warehouse, from DuckDB's lock error: the file, the process (PID, program) and how."""
+    text = _lock_error_text(error)
+    path = (match := re.search(r'lock on file "([^"]+)"', text)) and match[1]
+    pid = (match := re.search(r"\(PID (\d+)\)", text)) and match[1]
+    holder = "another process"
+    if pid:
+        program = Path(f"/proc/{pid}/comm")
+        name = program.read_text().strip() if program.is_file() else None
+        holder = f"process {pid}" + (f" `{name}`" if name else "")
+        mode = _lock_mode(path, pid) if path else None
+        holder += f" ({mode})" if mode else ""
+    return f"{path or 'the warehouse file'} is open in {holder}"
 
 
 def retry_on_lock(action: Callable[[], T], *, attempts: int = 12, wait_seconds: float = 5.0) -> T:
@@ -65,11 +116,16 @@ def retry_on_lock(action: Callable[[], T], *, attempts: int = 12, wait_seconds: 
             if not is_lock_error(error) or attempt == attempts:
                 raise
             log.warning(
-                "The DuckDB warehouse is locked by another process (attempt %d of %d); retrying in %.0f s. "
-                "Close other connections that write to it (SQL clients, notebooks).",
+                # "locked by another process" is what tests/e2e/test_real_scheduler.py looks for.
+                "The DuckDB warehouse is locked by another process: %s (attempt %d of %d; retrying in %.0f s). "
+                "DuckDB lets no process write a file that another process has open, even read-only. Close "
+                "that program; to query the warehouse without blocking the pipeline, open the read-only "
+                "snapshot %s instead (published after each run).",
+                describe_lock(error),
                 attempt,
                 attempts,
                 wait_seconds,
+                snapshot_path(),
             )
             time.sleep(wait_seconds)
     raise AssertionError("unreachable")

@@ -1,4 +1,8 @@
-"""What is in the warehouse: the tables the dbt project builds, with their row counts (`mallard marts`)."""
+"""What is in the warehouse: the tables the dbt project builds, with their row counts (`mallard marts`).
+
+It reads the read-only snapshot that each run publishes (`warehouse.snapshot_path()`), never the
+warehouse itself: a reader of the warehouse file, even a read-only one, makes loads wait.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 from pathlib import Path
 
 from include.mallard.dbt_project import manifest_path
-from include.mallard.warehouse import resolve_warehouse_path
+from include.mallard.warehouse import resolve_warehouse_path, snapshot_path
 
 # Models that hold no rows of their own in the warehouse.
 _NOT_IN_WAREHOUSE = {"ephemeral"}
@@ -35,11 +39,16 @@ def table_counts(schemas: list[str] | None, dbt_project_dir: Path) -> str:
     """A printable report of every table (and view) in `schemas` (default: `built_schemas`), with row counts."""
     import duckdb
 
-    path = resolve_warehouse_path()
+    path = snapshot_path()
     if not path.exists():
-        raise WarehouseReportError(f"no warehouse at {path}: run the pipeline first (make demo)")
+        warehouse = resolve_warehouse_path()
+        has_warehouse = f"the warehouse {warehouse} exists, but " if warehouse.exists() else ""
+        raise WarehouseReportError(
+            f"no warehouse snapshot at {path}: {has_warehouse}the snapshot is published by the last task (`publish`) "
+            "of each run. Run the pipeline (make demo, or trigger mallard_elt)."
+        )
     wanted = schemas or built_schemas(dbt_project_dir)
-    lines = [f"Warehouse {path}:"]
+    lines = [f"Warehouse snapshot {path} (published after the last run):"]
     with duckdb.connect(str(path), read_only=True) as connection:
         rows = connection.execute(
             "select table_schema, table_name from information_schema.tables "

@@ -140,9 +140,11 @@ def test_dbt_docs_are_generated_last_in_the_writer_pool(elt_dag):
 def test_dbt_tasks_get_the_warehouse_path_and_interval_at_run_time(elt_dag):
     # The producer runs dbt; a model task runs its own node only when retried or cleared.
     for task in (elt_dag.get_task(PRODUCER_TASK_ID), elt_dag.get_task("dbt.orders.run")):
-        assert task.env == {"MALLARD_WAREHOUSE_PATH": "{{ mallard_warehouse_path() }}"}
-        assert set(task.vars) == {"mallard_interval_start", "mallard_interval_end"}
-        assert all("mallard_interval_bound(" in value for value in task.vars.values())
+        # The interval goes in env vars, never `vars` (new vars every run cost dbt a full re-parse).
+        assert set(task.env) == {"MALLARD_WAREHOUSE_PATH", "MALLARD_INTERVAL_START", "MALLARD_INTERVAL_END"}
+        assert task.env["MALLARD_WAREHOUSE_PATH"] == "{{ mallard_warehouse_path() }}"
+        assert all("mallard_interval_bound(" in task.env[f"MALLARD_INTERVAL_{which}"] for which in ("START", "END"))
+        assert not task.vars
 
 
 def test_a_new_source_file_adds_a_task_group_without_code_changes(tmp_path):
@@ -195,8 +197,12 @@ def test_a_source_with_its_own_schedule_gets_its_own_dag(tmp_path):
     assert hourly.dag_id == "elt_sched_ingest_hourly"
     assert hourly.timetable.expression == "0 * * * *"
     assert {"fast", "ingest"} <= set(hourly.tags)
-    assert set(hourly.task_ids) == {"ingest_hourly.extract", "ingest_hourly.load"}
+    # Its runs publish the snapshot too (readers see its loads without waiting for the ELT DAG).
+    assert set(hourly.task_ids) == {"ingest_hourly.extract", "ingest_hourly.load", "publish"}
     assert hourly.get_task("ingest_hourly.load").pool == WAREHOUSE_POOL
+    publish = hourly.get_task("publish")
+    assert publish.is_teardown and publish.pool == WAREHOUSE_POOL
+    assert publish.upstream_task_ids == {"ingest_hourly.extract", "ingest_hourly.load"}
 
 
 def test_generate_staging_step_sits_between_ingestion_and_dbt(tmp_path):
@@ -207,3 +213,21 @@ def test_generate_staging_step_sits_between_ingestion_and_dbt(tmp_path):
     assert dag.get_task("ingestion_done").upstream_task_ids == loads
     assert staging.upstream_task_ids == {"ingestion_done"}
     assert "generate_staging" in dag.get_task(PRODUCER_TASK_ID).upstream_task_ids
+
+
+def test_publish_is_a_teardown_after_every_task_and_every_task_alerts_on_failure(elt_dag):
+    """`publish` must run last, after tasks that still retry when a failure already failed dbt_docs."""
+    from include.mallard.alerts import MallardWebhookNotifier
+    from include.mallard.factory import PUBLISH_TASK_ID
+
+    publish = elt_dag.get_task(PUBLISH_TASK_ID)
+    assert publish.is_teardown and publish.pool == WAREHOUSE_POOL and not publish.on_failure_fail_dagrun
+    assert publish.upstream_task_ids == {t.task_id for t in elt_dag.tasks} - {PUBLISH_TASK_ID}
+    assert elt_dag.leaves == [publish]
+    for task in elt_dag.tasks:
+        callbacks = task.on_failure_callback or []
+        assert any(isinstance(c, MallardWebhookNotifier) for c in callbacks), task.task_id
+    # The build keeps its run_results.json for publish (Cosmos deletes its project copy after the callbacks).
+    from include.mallard import tasks
+
+    assert tasks.keep_dbt_run_results in elt_dag.get_task(PRODUCER_TASK_ID).callback

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections import Counter, defaultdict
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ import pytest
 from include.mallard.config import get_source
 from include.mallard.paths import INCLUDE_DIR, SOURCES_DIR
 from include.mallard.sources import synthetic
-from tests.e2e.helpers import airflow_env, query, run_airflow
+from tests.e2e.helpers import airflow_env, query, run_airflow, table_checksums
 
 UTC = dt.UTC
 LOGICAL_DATE = "2024-01-08"
@@ -84,3 +85,42 @@ def test_daily_activity_joins_marketing_spend_from_the_csv(warehouse, expected):
             spend += sum(Decimal(r["spend"]) for r in csv.DictReader(handle) if r["spend_date"] == DAY.isoformat())
     rows = query(warehouse, "select activity_date, order_count, marketing_spend from marts.daily_activity")
     assert rows == [(DAY, len(orders), spend)]
+
+
+# --- run history and the snapshot (issue 16) -------------------------------------------------------
+
+
+def test_the_run_history_records_every_load_and_every_dbt_node(warehouse):
+    from include.mallard.dbt_project import manifest_path
+    from include.mallard.paths import DBT_PROJECT_DIR
+
+    loads = query(
+        warehouse,
+        "select source || '.' || table_name, rows, interval_start, interval_end, status, load_id is not null "
+        "from mallard_meta.loads order by 1",
+    )
+    start = dt.datetime.combine(DAY, dt.time(), UTC)
+    recorded = {table: rows for table, rows, *_ in loads}
+    assert {tuple(rest) for _, _, *rest in loads} == {(start, start + dt.timedelta(days=1), "success", True)}
+    # The rows each load's package had are the rows in its raw table (one interval into a fresh warehouse).
+    for name, rows in recorded.items():
+        source, table = name.split(".")
+        assert query(warehouse, f"select count(*) from raw_{source}.{table}") == [(rows,)], name
+    assert {"shop.orders", "shop.payments", "shop.customers", "stores.stores", "marketing.spend"} <= recorded.keys()
+
+    manifest = json.loads(manifest_path(DBT_PROJECT_DIR).read_text())
+    expected = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in ("model", "test")}
+    nodes = dict(query(warehouse, "select unique_id, status from mallard_meta.dbt_nodes"))
+    assert nodes.keys() == expected
+    assert {status for uid, status in nodes.items() if uid.startswith("model.")} == {"success"}
+    assert {status for uid, status in nodes.items() if uid.startswith("test.")} == {"pass"}
+    assert query(warehouse, "select count(*) from mallard_meta.schema_changes") == [(0,)]  # a first load
+
+
+def test_the_run_publishes_a_snapshot_holding_what_the_warehouse_holds(warehouse):
+    snapshot = warehouse.with_name("mallard.read.duckdb")
+    assert snapshot.is_file()
+    assert table_checksums(snapshot) == table_checksums(warehouse)
+    assert query(snapshot, "select count(*) from mallard_meta.dbt_nodes") == query(
+        warehouse, "select count(*) from mallard_meta.dbt_nodes"
+    )

@@ -9,6 +9,7 @@ clean day. Then a day whose CSV cannot be read: ingestion fails, dbt never start
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from include.mallard.paths import INCLUDE_DIR, SOURCES_DIR
-from tests.e2e.helpers import AIRFLOW, airflow_env, run_airflow, table_checksums, write_elt_dag
+from tests.e2e.helpers import AIRFLOW, airflow_env, query, run_airflow, table_checksums, write_elt_dag
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +47,19 @@ def _run_state(airflow_home: Path, logical_date: str) -> str:
     return state
 
 
+DAYS = ("2024-01-08", "2024-01-09", "2024-01-10")
+
+
+def _run_id(airflow_home: Path, logical_date: str) -> str:
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        [(run_id,)] = db.execute(
+            "select run_id from dag_run where dag_id = ? and logical_date like ?", [DAG_ID, f"{logical_date}%"]
+        ).fetchall()
+    return run_id
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("dbt-failure")
     sources, stores_data, dags = root / "sources", root / "stores", root / "dags"
     sources.mkdir()
@@ -61,6 +74,9 @@ def runs(tmp_path_factory):
     warehouse, airflow_home = root / "warehouse.duckdb", root / "airflow"
     env = airflow_env(airflow_home, warehouse, root / "work") | {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
     log = root / "airflow.log"
+    receiver = WebhookReceiver().__enter__()  # the alerts' webhook (connection mallard_alerts)
+    request.addfinalizer(lambda: receiver.__exit__(None, None, None))
+    env["AIRFLOW_CONN_MALLARD_ALERTS"] = receiver.connection_json()
     run_airflow(["db", "migrate"], env, log)
     run_airflow(["dags", "test", DAG_ID, "2024-01-08"], env, log)
     clean_marts = {k: v for k, v in table_checksums(warehouse).items() if k.startswith("marts.")}
@@ -72,13 +88,30 @@ def runs(tmp_path_factory):
         command = [AIRFLOW, "dags", "test", DAG_ID, "2024-01-09"]
         subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=900)
     raw_stores = table_checksums(warehouse)["raw_stores.stores"]
+    snapshot = warehouse.with_name("mallard.read.duckdb")
+    after_bad_run = {
+        "snapshot": {k: v for k, v in table_checksums(snapshot).items() if k.startswith(("marts.", "raw_stores."))},
+        "dbt_nodes": query(
+            snapshot,
+            "select name, resource_type, status, failures, message from mallard_meta.dbt_nodes where run_id = ?",
+            [_run_id(airflow_home, "2024-01-09")],
+        ),
+    }
 
     # A file dlt cannot read: ingestion fails, so dbt never runs, and the run must fail.
     csv_file.write_text(csv_file.read_text() + "7,Oslo\n")  # 2 fields, the header has 5
     with (root / "broken-ingestion.log").open("w") as output:
         command = [AIRFLOW, "dags", "test", DAG_ID, "2024-01-10"]
         subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=900)
+    (root / "alerts.json").write_text(json.dumps(receiver.payloads, indent=2))  # to read when a test fails
     return {
+        "alerts": {date: [p for p in receiver.payloads if p["run_id"] == _run_id(airflow_home, date)] for date in DAYS},
+        "after_bad_run": after_bad_run,
+        "loads_of_broken_run": query(
+            warehouse,
+            "select source, table_name, status, error from mallard_meta.loads where run_id = ? order by 1",
+            [_run_id(airflow_home, "2024-01-10")],
+        ),
         "clean_states": _task_states(airflow_home, "2024-01-08"),
         "bad_states": _task_states(airflow_home, "2024-01-09"),
         "broken_ingestion_states": _task_states(airflow_home, "2024-01-10"),
@@ -122,3 +155,46 @@ def test_failed_ingestion_fails_the_run_and_dbt_never_starts(runs):
     assert states["dbt.stg_stores__stores.run"] == "skipped"
     assert states["dbt_docs"] == "upstream_failed"
     assert runs["broken_ingestion_run"] == "failed"
+
+
+# --- history, snapshot and alerts of these runs (issue 16) -----------------------------------------
+
+
+def test_the_failing_test_is_in_the_runs_history_with_its_failing_row_count(runs):
+    nodes = {name: rest for name, *rest in runs["after_bad_run"]["dbt_nodes"]}
+    assert nodes[FAILING_TEST] == ["test", "fail", 1, "Got 1 result, configured to fail if != 0"]
+    assert nodes["stg_stores__stores"][:2] == ["model", "success"]
+    for model in ("orders", "customers", "daily_activity"):
+        assert nodes[model][:2] == ["model", "skipped"], (model, nodes[model])
+
+
+def test_the_snapshot_after_the_failing_test_has_the_new_rows_and_the_last_good_marts(runs):
+    """Published whatever failed: what dbt did not build keeps the last good run's version."""
+    snapshot = runs["after_bad_run"]["snapshot"]
+    assert snapshot["raw_stores.stores"][0] == 6
+    assert {k: v for k, v in snapshot.items() if k.startswith("marts.")} == runs["clean_marts"]
+
+
+def test_a_failing_dbt_test_sends_alerts_naming_the_test_and_its_failing_rows(runs):
+    assert runs["alerts"]["2024-01-08"] == [], "a clean run sends nothing"
+    alerts = {alert["task_id"]: alert for alert in runs["alerts"]["2024-01-09"]}
+    assert {"dbt.dbt_producer_watcher", "dbt.stg_stores__stores.test"} <= alerts.keys(), alerts.keys()
+    for task_id in ("dbt.dbt_producer_watcher", "dbt.stg_stores__stores.test"):
+        alert = alerts[task_id]
+        [failed] = alert["failed_dbt_nodes"]
+        assert (failed["name"], failed["status"], failed["failures"]) == (FAILING_TEST, "fail", 1)
+        assert f"{FAILING_TEST} (fail, 1 failing rows)" in alert["text"]
+        assert alert["log_url"].endswith(f"/tasks/{task_id}?try_number={alert['try_number']}")
+        assert alert["dag_id"] == DAG_ID
+    assert alerts["dbt.stg_stores__stores.test"]["dbt_node"] == "model.mallard.stg_stores__stores"
+    # Only tasks that failed alert (upstream_failed ones never ran).
+    assert set(alerts) <= {task for task, state in runs["bad_states"].items() if state == "failed"}
+
+
+def test_a_failing_source_sends_an_alert_naming_it_and_its_load_is_recorded_failed(runs):
+    [alert] = runs["alerts"]["2024-01-10"]
+    assert (alert["task_id"], alert["source"]) == ("ingest_stores.extract", "stores")
+    assert "line" in alert["error"] and "stores" in alert["error"], alert["error"]
+    loads = {source: rest for source, *rest in runs["loads_of_broken_run"]}
+    assert loads["stores"][:2] == [None, "failed"] and loads["stores"][2] == alert["error"]
+    assert {loads[s][1] for s in ("shop", "marketing")} == {"success"}

@@ -18,10 +18,10 @@ MAX_MODULE_LINES = 400
 LAYERS = [
     {"paths", "interval"},
     {"config", "warehouse", "environment"},
-    {"secrets", "dbt_project", "warehouse_report"},
-    {"sources", "staging", "ingest", "tasks", "dbt_docs", "ui"},
+    {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts"},
+    {"sources", "staging", "raw_tables", "ingest", "tasks", "dbt_docs", "ui"},
     {"dbt_group"},
-    {"factory", "cli"},
+    {"factory", "cli", "first_hour"},
 ]
 
 

@@ -1,0 +1,299 @@
+"""Ingestion at volume: rows/s and peak RSS of one ingestion per source kind, beside its baseline.
+
+    python -m bench.scale [--rows 100000,1000000] [--kinds python,rest_api,...] [--keep]
+
+For each kind and row count, in new processes and interleaved (mallard, then its baselines,
+then the next size) so that each pair sees the same machine load:
+
+- mallard: a source YAML through `ingest.extract` + `ingest.load` (what the two Airflow tasks
+  run), into a new DuckDB file;
+- dlt: the same resources (Mallard's registry builds them) in one `pipeline.run` with the same
+  destination settings (Parquet load files, the same memory limit), into a new DuckDB file:
+  what dlt costs without Mallard's split, drift checks and bookkeeping;
+- duckdb: DuckDB's own reader of the same file (`files` kinds only; SQLite's and PostgreSQL's
+  scanners are not built in, docs/stack-notes.md).
+
+Kinds: python (a generator of dicts, in pages of 10,000), rest_api (a page-number API served
+from this process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite (backend
+sqlalchemy), files csv / jsonl / parquet. Peak RSS is each child's own `ru_maxrss` (os.wait4).
+Results: bench/results/scale.json. The dbt side (per-node overhead) is measured by bench/e2e.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from bench.common import PROJECT_ROOT, prepare_environment, print_rows, ratio, report_written, write_result
+
+KINDS = ("python", "rest_api", "sql_sqlite", "files_csv", "files_jsonl", "files_parquet")
+PAGE = 10_000
+RESULT_MARKER = "SCALE_RESULT "
+PEAK_TARGET_MB = 500
+
+
+def rows_page(first: int, count: int) -> list[dict[str, Any]]:
+    """`count` rows from id `first`: the same 6 columns for every kind."""
+    return [
+        {
+            "id": i,
+            "name": f"event {i}",
+            "amount": i * 0.5,
+            "at": "2024-01-01T00:00:00+00:00",
+            "kind": ("a", "b", "c")[i % 3],
+            "qty": i % 97,
+        }
+        for i in range(first, first + count)
+    ]
+
+
+def python_rows(rows: int) -> Any:
+    """The `kind: python` source of the benchmark (function `bench.scale:python_rows`)."""
+    import dlt
+
+    @dlt.resource(name="events", primary_key="id", write_disposition="append")
+    def events() -> Any:
+        for first in range(0, rows, PAGE):
+            yield rows_page(first, min(PAGE, rows - first))
+
+    return events
+
+
+# --- data for each kind ---------------------------------------------------------------------------
+
+
+def _serve_api(rows: int) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = int(parse_qs(urlparse(self.path).query).get("page", ["1"])[0])
+            first = (page - 1) * PAGE
+            body = json.dumps({"data": rows_page(first, max(0, min(PAGE, rows - first)))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def _write_files(folder: Path, kind: str, rows: int) -> Path:
+    import duckdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = kind.removeprefix("files_")
+    path = folder / f"events.{ext}"
+    option = {"csv": "(header)", "jsonl": "(format json)", "parquet": "(format parquet)"}[ext]
+    select = (
+        "select range as id, 'event ' || range as name, range * 0.5 as amount, "
+        "timestamptz '2024-01-01 00:00:00+00' as at, ['a','b','c'][range % 3 + 1] as kind, range % 97 as qty "
+        f"from range({rows})"
+    )
+    duckdb.connect().execute(f"copy ({select}) to '{path}' {option}")
+    return path
+
+
+def _write_sqlite(path: Path, rows: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "create table events (id integer primary key, name text, amount real, at text, kind text, qty integer)"
+        )
+        for first in range(0, rows, PAGE):
+            page = rows_page(first, min(PAGE, rows - first))
+            connection.executemany("insert into events values (:id, :name, :amount, :at, :kind, :qty)", page)
+    return path
+
+
+def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
+    if kind == "python":
+        return f"kind: python\nfunction: bench.scale:python_rows\nargs: {{rows: {rows}}}\n"
+    if kind == "rest_api":
+        return (
+            f"kind: rest_api\nbase_url: {base_url}\nresources:\n  - name: events\n    path: events\n"
+            "    data_selector: data\n    write_disposition: append\n    paginator: {type: page_number}\n"
+        )
+    if kind == "sql_sqlite":
+        # The URL goes through an env var: a literal credential in a source file is refused.
+        os.environ["MALLARD_BENCH_SQLITE_URL"] = f"sqlite:///{data}"
+        return (
+            "kind: sql_database\ncredentials: {env: MALLARD_BENCH_SQLITE_URL}\nbackend: sqlalchemy\n"
+            "chunk_size: 10000\ntables:\n  - name: events\n    write_disposition: append\n"
+        )
+    ext = kind.removeprefix("files_")
+    return f"kind: files\npath: {data.parent}\ntables:\n  - name: events\n    glob: '*.{ext}'\n    format: {ext}\n"
+
+
+# --- one measurement, in a child process -------------------------------------------------------
+
+
+def _child(what: str, source_file: Path, root: Path, data: Path) -> dict[str, Any]:
+    import datetime as dt
+
+    start = time.perf_counter()
+    if what == "duckdb":
+        import duckdb
+
+        reader = {".csv": "read_csv", ".jsonl": "read_json", ".parquet": "read_parquet"}[data.suffix]
+        with duckdb.connect(str(root / "native.duckdb")) as connection:
+            connection.execute("set memory_limit = '256MB'")
+            connection.execute(f"create table events as select * from {reader}('{data}')")
+            rows = connection.execute("select count(*) from events").fetchone()[0]
+        return {"seconds": time.perf_counter() - start, "rows": rows}
+
+    import duckdb
+
+    from include.mallard import ingest
+    from include.mallard.config.loader import parse_source_file
+    from include.mallard.interval import Interval
+
+    imported = time.perf_counter()
+    source = parse_source_file(source_file)
+    interval = Interval(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
+    os.environ["MALLARD_WAREHOUSE_PATH"] = str(root / "warehouse.duckdb")
+    os.environ["MALLARD_WORK_DIR"] = str(root / "work")
+    if what == "mallard":
+        work_dir = ingest.run_work_dir("bench_scale", "run", source.name)
+        ingest.extract(source, interval, work_dir)
+        ingest.load(source, work_dir)
+    else:  # dlt alone: the same resources and destination settings, one pipeline.run
+        from include.mallard.sources.registry import build_resources
+
+        pipeline = ingest._pipeline(source, root / "dlt", root / "warehouse.duckdb")
+        pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute(f"select count(*) from {source.dataset_name}.events").fetchone()[0]
+    return {"seconds": time.perf_counter() - imported, "rows": rows}
+
+
+def run_child(what: str, source_file: Path, root: Path, data: Path, env: dict[str, str]) -> dict[str, Any]:
+    """One measurement in a new process; its own peak RSS comes from os.wait4."""
+    root.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "bench.scale", "--child", what, str(source_file), str(root), str(data)]
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        output.seek(0)
+        text = output.read()
+    lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
+    if os.waitstatus_to_exitcode(status) != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
+    result = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        what, source_file, root, data = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
+        result = _child(what, source_file, root, data)
+        result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="100000,1000000,5000000", help="comma-separated row counts")
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    env = prepare_environment()
+    scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-scale-"))
+    measured: list[dict[str, Any]] = []
+    table = []
+    began = time.perf_counter()
+    for kind in args.kinds.split(","):
+        for rows in [int(r) for r in args.rows.split(",")]:
+            case = scratch / f"{kind}_{rows}"
+            server = None
+            if kind == "rest_api":
+                server, base_url = _serve_api(rows)
+            else:
+                base_url = ""
+            if kind.startswith("files_"):
+                data = _write_files(case / "data", kind, rows)
+            elif kind == "sql_sqlite":
+                data = _write_sqlite(case / "data" / "events.sqlite", rows)
+            else:
+                data = case / "none"
+            source_file = case / "sources" / "scale.yml"
+            source_file.parent.mkdir(parents=True, exist_ok=True)
+            source_file.write_text(source_yaml(kind, rows, data, base_url))
+            env["MALLARD_BENCH_SQLITE_URL"] = os.environ.get("MALLARD_BENCH_SQLITE_URL", "")
+            whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
+            results = {}
+            for what in whats:
+                print(f"{kind} {rows:,}: {what} ...", flush=True)
+                results[what] = result = run_child(what, source_file, case / what, data, env)
+                if result["rows"] != rows:
+                    raise RuntimeError(f"{kind} {what} loaded {result['rows']} rows, expected {rows}")
+                result["rows_per_second"] = round(rows / result["seconds"])
+                shutil.rmtree(case / what, ignore_errors=True)
+            if server:
+                server.shutdown()
+            shutil.rmtree(case, ignore_errors=True)
+            mallard = results["mallard"]
+            entry = {"kind": kind, "rows": rows, **{w: r for w, r in results.items()}}
+            entry["ratio_to_dlt"] = ratio(mallard["rows_per_second"], results["dlt"]["rows_per_second"])
+            if "duckdb" in results:
+                entry["ratio_to_duckdb"] = ratio(mallard["rows_per_second"], results["duckdb"]["rows_per_second"])
+            measured.append(entry)
+            table.append(
+                (
+                    kind,
+                    f"{rows:,}",
+                    f"{mallard['rows_per_second']:,}",
+                    mallard["peak_rss_mb"],
+                    f"{results['dlt']['rows_per_second']:,}",
+                    results["dlt"]["peak_rss_mb"],
+                    entry["ratio_to_dlt"],
+                    f"{results['duckdb']['rows_per_second']:,}" if "duckdb" in results else "-",
+                    entry.get("ratio_to_duckdb", "-"),
+                )
+            )
+    header = (
+        "kind",
+        "rows",
+        "mallard rows/s",
+        "peak MB",
+        "dlt rows/s",
+        "dlt peak MB",
+        "x dlt",
+        "duckdb rows/s",
+        "x duckdb",
+    )
+    print_rows("Ingestion at volume (one process per measurement, pairs interleaved)", header, table)
+    over = [
+        f"{m['kind']} {m['rows']:,}: {m['mallard']['peak_rss_mb']} MB"
+        for m in measured
+        if m["mallard"]["peak_rss_mb"] > PEAK_TARGET_MB
+    ]
+    print(f"peak RSS <= {PEAK_TARGET_MB} MB: {'all' if not over else 'missed by ' + ', '.join(over)}")
+    elapsed = round(time.perf_counter() - began, 1)
+    print(f"total {elapsed} s")
+    result_file = write_result(
+        "scale",
+        {"settings": {"rows": args.rows, "kinds": args.kinds, "page": PAGE}, "measured": measured, "seconds": elapsed},
+    )
+    report_written(result_file, scratch, args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
