@@ -7,7 +7,7 @@ nothing fails. Slack's and e-mail providers are not installed here; the payload'
 is what Slack-compatible incoming webhooks show.
 
 `MallardWebhookNotifier` is an Airflow notifier (`BaseNotifier`), given to every task as its
-`on_failure_callback` (factory.DEFAULT_ARGS): it runs in the task's process after the task failed
+`on_failure_callback` (run_steps.DEFAULT_ARGS): it runs in the task's process after the task failed
 for good (not on a retry), where Airflow's secrets masker knows the task's secrets, and every
 field of the payload goes through it.
 """

@@ -229,19 +229,25 @@ def run_pipeline(
     ] = None,
     dbt_project_dir: DbtProjectDir = DBT_PROJECT_DIR,
     log_file: Annotated[Path | None, typer.Option(help="Where the full log goes. Default: .airflow/runs/.")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="Load only this source (repeatable); the others skip, dbt builds as usual."),
+    ] = None,
 ) -> None:
     """Run the ELT DAG once for [start, end) with `airflow dags test`, a live task table and a summary."""
-    from include.mallard.first_hour.run import airflow_home, print_summary, run_dag
+    from include.mallard.first_hour.run import airflow_home, print_summary, run_dag, selection_problems
     from include.mallard.warehouse import resolve_warehouse_path
 
     last = _day(end, dt.datetime.now(dt.UTC).date(), "--end")
     first = _day(start, last - dt.timedelta(days=1), "--start")
     if first >= last:
         raise _fail(f"--start {first} must be before --end {last} (the range is [start, end))")
+    if source and (problems := selection_problems(source, SOURCES_DIR)):
+        raise _fail("\n".join(problems))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     log = log_file or airflow_home() / "runs" / f"run-{first}-{last}-{stamp}.log"
     typer.echo(f"running {DAG_ID} for [{first}, {last}); full log: {log}")
-    result = run_dag(first, last, log)
+    result = run_dag(first, last, log, source)
     print_summary(result, resolve_warehouse_path(), dbt_project_dir)
     if result.returncode != 0 or result.state != "success" or result.failed:
         raise typer.Exit(1)

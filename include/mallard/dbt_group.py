@@ -32,6 +32,7 @@ from cosmos import (
 )
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
 
+from include.mallard.assets import export_warehouse_path_for_cosmos
 from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, check_profile, read_dbt_project
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
@@ -46,7 +47,8 @@ INTERVAL_ENV = {"start": "MALLARD_INTERVAL_START", "end": "MALLARD_INTERVAL_END"
 
 
 def _interval_template(which: str) -> str:
-    return f"{{{{ mallard_interval_bound(dag_run, data_interval_start, data_interval_end, '{which}') }}}}"
+    args = f"dag_run, data_interval_start, data_interval_end, '{which}', triggering_asset_events"
+    return f"{{{{ mallard_interval_bound({args}) }}}}"
 
 
 def build_dbt_group(
@@ -101,6 +103,9 @@ def build_dbt_group(
             },
             # Run conf {"full_refresh": true} rebuilds incremental models from scratch.
             "full_refresh": "{{ (dag_run.conf or {}).get('full_refresh', False) }}",
+            # Cosmos names model Assets from dbt's profile `path` as this process's env renders it:
+            # the resolved warehouse path, as the raw tables' Assets are named (assets.py).
+            "on_execute_callback": [export_warehouse_path_for_cosmos],
         },
         **task_group_kwargs,
     )

@@ -27,10 +27,10 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
+from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, TaskGroup, TriggerRule
 
 from include.mallard import tasks
-from include.mallard.alerts import MallardWebhookNotifier
+from include.mallard.assets import source_alias_name
 from include.mallard.config import SourceConfig
 from include.mallard.config.project import (
     InvalidSourceFile,
@@ -40,26 +40,13 @@ from include.mallard.config.project import (
     load_project_settings,
     read_source_files,
 )
-from include.mallard.dbt_docs import generate_dbt_docs
-from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
+from include.mallard.dbt_on_assets import build_dbt_on_assets_dag
 from include.mallard.interval import interval_bound
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
+from include.mallard.run_steps import AIRFLOW_START_DATE, DEFAULT_ARGS, DEFAULT_TAGS, dbt_steps, publish_step
 from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
 
 DEFAULT_DAG_ID = "mallard_elt"
-# Airflow's own start_date, far back on purpose: for a logical date before it Airflow creates no
-# task at all, and `airflow dags test` or a trigger then "succeeds" having loaded nothing. The
-# project's start date (mallard.yml) is enforced by the tasks instead, with an error naming it.
-AIRFLOW_START_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-DEFAULT_TAGS = ("mallard", "elt")
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "mallard",
-    "retries": 2,
-    "retry_delay": dt.timedelta(seconds=30),
-    # A task that failed for good POSTs an alert to the `mallard_alerts` connection, if there is one.
-    "on_failure_callback": [MallardWebhookNotifier()],
-}
-PUBLISH_TASK_ID = "publish"
 
 
 def build_ingestion_group(
@@ -93,37 +80,11 @@ def build_ingestion_group(
             op_kwargs=own_file,
             retries=source.retries,
             pool=WAREHOUSE_POOL,
+            # One Asset event per raw table it writes (assets.py): URIs known only when it runs.
+            outlets=[AssetAlias(source_alias_name(source.name))],
         )
         extract >> load
     return group
-
-
-def publish_step(dag: DAG) -> PythonOperator:
-    """The run's last task: write the history that waited for it, publish the read-only snapshot.
-
-    A teardown: it runs when every other task of the run is done, whatever failed (the snapshot
-    then shows what the run left, and `mallard_meta` says what failed), and it does not decide the
-    run's state. Downstream of every task, not only of the last ones: a failure upstream marks
-    `dbt_docs` upstream_failed at once, while other tasks may still run or retry.
-    """
-    others = list(dag.tasks)
-    publish = PythonOperator(
-        task_id=PUBLISH_TASK_ID,
-        python_callable=tasks.publish_task,
-        pool=WAREHOUSE_POOL,
-        doc_md="Records the run's dbt results (and failed extracts) in `mallard_meta`, then publishes the "
-        "read-only snapshot `mallard.read.duckdb` that readers open instead of the warehouse.",
-    ).as_teardown()
-    publish.set_upstream(others)
-    return publish
-
-
-def _keep_build_results(dbt_group: Any) -> None:
-    # The `dbt build` runs in a temporary copy of the project, deleted when it ends: a Cosmos
-    # callback (run before a failed build raises) keeps its run_results.json for `publish`.
-    producer = dbt_group.dag.get_task(BUILD_TASK_ID)
-    existing = producer.callback if isinstance(producer.callback, list) else [producer.callback]
-    producer.callback = [*filter(None, existing), tasks.keep_dbt_run_results]
 
 
 def _task_id_for_invalid(invalid: InvalidSourceFile, taken: set[str]) -> str:
@@ -262,27 +223,22 @@ def build_elt_dag(
         for invalid in files.invalid:
             ingestion.append(invalid_source_task(invalid, taken))
             taken.add(ingestion[-1].task_id)
-        dbt = build_dbt_group(dbt_project_dir)
-        _keep_build_results(dbt)
-        docs = PythonOperator(
-            task_id="dbt_docs",
-            python_callable=generate_dbt_docs,
-            op_kwargs={"dbt_project_dir": str(dbt_project_dir)},
-            pool=WAREHOUSE_POOL,
-            doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
-        )
-        dag.doc_md += _models_doc(dbt)
         # One join instead of sources x dbt-root edges: at 50 sources and 400 root models the
-        # direct edges cost 1.3 s of parse time (docs/benchmarks.md). Its default trigger rule
-        # (all_success) is what keeps dbt from publishing marts without a failed or invalid source.
-        ingestion_done = EmptyOperator(task_id="ingestion_done", doc_md="Every source is loaded; dbt may start.")
+        # direct edges cost 1.3 s of parse time (docs/benchmarks.md). Its trigger rule keeps dbt
+        # from publishing marts without a failed or invalid source; sources that the run conf's
+        # `sources` leaves out skip, and dbt runs when at least one source loaded.
+        ingestion_done = EmptyOperator(
+            task_id="ingestion_done",
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+            doc_md="Every source is loaded (or left out by the run conf's `sources`); dbt may start.",
+        )
         ingestion >> ingestion_done
-        if generate_staging:
-            ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir) >> dbt
-        else:
-            ingestion_done >> dbt
-        # A build that failed or never ran must fail the run, even when every model task skipped.
-        [dbt, build_done_gate(dbt)] >> docs
+        if settings.dbt_schedule == "with_ingestion":
+            dbt = dbt_steps(dag, dbt_project_dir)
+            if generate_staging:
+                ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir) >> dbt
+            else:
+                ingestion_done >> dbt
         publish_step(dag)
     return dag
 
@@ -344,11 +300,6 @@ def build_dags(
             sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, source_files=files, settings=settings
         ),
     ]
+    if settings.dbt_schedule == "on_assets":
+        dags.append(build_dbt_on_assets_dag(files, settings, dbt_project_dir=dbt_project_dir))
     return {dag.dag_id: dag for dag in dags}
-
-
-def _models_doc(dbt_group: Any) -> str:
-    models = sorted(
-        node.name for node in dbt_group.dbt_graph.filtered_nodes.values() if node.resource_type.value == "model"
-    )
-    return "\n\n## dbt models\n\n" + "\n".join(f"- `{name}`" for name in models)

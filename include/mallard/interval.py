@@ -13,7 +13,7 @@ part of the interval from that date on (`Interval.not_before`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,15 +111,46 @@ def interval_bound(
     data_interval_start: Any,
     data_interval_end: Any,
     which: str,
+    triggering_asset_events: Any = None,
     *,
     earliest: dt.date | None = None,
     setting: str = "the project's `start_date`",
 ) -> str:
-    """Template macro: the run's interval `start` or `end` as ISO text, passed to dbt as a var.
+    """Template macro: the run's interval `start` or `end` as ISO text, passed to dbt in an env var.
 
     With `earliest`, an interval before it fails the render (a DAG without sources runs dbt first).
+    `triggering_asset_events` is for the asset-scheduled DAG's macro (`asset_run_bound`), unused here.
     """
     interval = interval_for_run(getattr(dag_run, "conf", None), data_interval_start, data_interval_end)
     if earliest is not None:
         check_not_before(interval, earliest, setting)
     return getattr(interval, which).isoformat()
+
+
+def interval_of_events(triggering_asset_events: Mapping[Any, Sequence[Any]] | None) -> Interval | None:
+    """The span of the intervals the triggering loads wrote (their Asset events' extra `interval`)."""
+    spans = []
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            bounds = (getattr(event, "extra", None) or {}).get("interval")
+            if bounds:
+                spans.append((parse_bound(bounds[0], "start"), parse_bound(bounds[1], "end")))
+    if not spans:
+        return None
+    return Interval(min(start for start, _ in spans), max(end for _, end in spans))
+
+
+def asset_run_bound(
+    dag_run: Any, data_interval_start: Any, data_interval_end: Any, which: str, triggering_asset_events: Any = None
+) -> str:
+    """Template macro of the asset-scheduled dbt DAG: the `start`/`end` its incremental models rebuild.
+
+    The run conf's `start`/`end` when given; else the span of the intervals its triggering Asset
+    events carry (raw data is never deleted, so rebuilding a wider span is still exact); else ''
+    (a manual run without conf): the incremental models then rebuild from all raw data.
+    """
+    conf = getattr(dag_run, "conf", None) or {}
+    if "start" in conf or "end" in conf:
+        return getattr(interval_for_run(conf, None, None), which).isoformat()
+    interval = interval_of_events(triggering_asset_events)
+    return getattr(interval, which).isoformat() if interval else ""

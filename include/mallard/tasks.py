@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from include.mallard import history, history_queue, ingest
+from include.mallard import assets, history, history_queue, ingest
 from include.mallard.config import ConfigError, SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
@@ -24,6 +25,8 @@ from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
 
 log = logging.getLogger(__name__)
 FIX_AND_RERUN = "Fix the file (`mallard validate` checks it), then clear this task or trigger the run again."
+# Run conf {"sources": ["shop", ...]}: only these sources load in the run (`mallard run --source`).
+SOURCES_CONF_KEY = "sources"
 
 
 def _no_retry(message: str) -> Exception:
@@ -50,6 +53,44 @@ def task_source(source_name: str, source_file: str) -> SourceConfig:
             "changed since the DAG was parsed. Trigger the run again (the next DAG parse has the new name)."
         )
     return source
+
+
+def selected_sources(conf: Mapping[str, Any] | None) -> frozenset[str] | None:
+    """The run conf's `sources`: the only sources the run loads; None when it has none (all load)."""
+    value = (conf or {}).get(SOURCES_CONF_KEY)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(name, str) and name for name in value):
+        raise _no_retry(
+            f"run conf field {SOURCES_CONF_KEY!r} = {value!r} is not a list of source names; "
+            f'give e.g. {{"{SOURCES_CONF_KEY}": ["shop"]}}, or leave it out to load every source'
+        )
+    return frozenset(value)
+
+
+def skip_unless_selected(source_name: str, context: Mapping[str, Any]) -> None:
+    """Skip this source's tasks when the run conf's `sources` leaves it out (its downstream load skips too).
+
+    A name the DAG has no source for fails every extract: with all of them skipped, the run
+    would otherwise have nothing to report but skips.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    dag_run = context.get("dag_run")
+    selected = selected_sources(getattr(dag_run, "conf", None))
+    if selected is None:
+        return
+    in_dag = {task.task_id.split(".")[0].removeprefix("ingest_") for task in context["dag"].tasks}
+    if unknown := sorted(selected - in_dag):
+        known = sorted(name for name in in_dag if f"ingest_{name}.extract" in context["dag"].task_dict)
+        raise _no_retry(
+            f"run conf field {SOURCES_CONF_KEY!r} names {unknown}, which this DAG does not load "
+            f"(its sources: {', '.join(known)}); fix the conf and trigger the run again"
+        )
+    if source_name not in selected:
+        raise AirflowSkipException(
+            f"source {source_name!r} is not in this run's conf {SOURCES_CONF_KEY!r} {sorted(selected)}: not loaded"
+        )
 
 
 def task_interval(
@@ -80,6 +121,7 @@ def extract_task(
     **context: Any,
 ) -> dict[str, Any]:
     """Task `ingest_<source>.extract`: extract and normalize one source for the run's interval."""
+    skip_unless_selected(source_name, context)
     try:
         source = task_source(source_name, source_file)
         interval = task_interval(context, earliest, earliest_setting, source_start)
@@ -103,7 +145,18 @@ def load_task(
         history_queue.record_failed_load(None, run, source_name, history.load_rows(run, source_name, {}, error=error))
         raise
     work_dir = ingest.run_work_dir(run.dag_id, run.run_id, source_name)
-    return ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir), run=run)
+    summary = ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir), run=run)
+    if "outlet_events" in context:  # the load task's AssetAlias (factory); absent when called outside a task
+        extra = {"interval": summary.get("interval"), "load_ids": summary["loads"]}
+        summary["assets"] = assets.emit_table_events(
+            context["outlet_events"],
+            source_name,
+            summary["dataset"],
+            summary["tables"],
+            extra,
+            Path(summary["warehouse"]),
+        )
+    return summary
 
 
 def _run(context: dict[str, Any]) -> history.RunRef:

@@ -147,6 +147,33 @@ def test_dbt_tasks_get_the_warehouse_path_and_interval_at_run_time(elt_dag):
         assert not task.vars
 
 
+def test_each_load_task_emits_its_raw_tables_through_one_asset_alias(elt_dag):
+    """URIs need the resolved warehouse path, known only at run time: an alias per source at parse time."""
+    from airflow.sdk import AssetAlias
+
+    loads = [t for t in elt_dag.tasks if t.task_id.endswith(".load")]
+    assert loads
+    for task in loads:
+        source = task.task_id.split(".")[0].removeprefix("ingest_")
+        assert task.outlets == [AssetAlias(f"raw_{source}")], task.task_id
+    others = [t.task_id for t in elt_dag.tasks if t.outlets and not t.task_id.endswith(".load")]
+    assert not [task_id for task_id in others if not task_id.startswith("dbt.")], others
+
+
+def test_dbt_tasks_name_their_assets_from_the_resolved_warehouse_path(elt_dag):
+    from include.mallard.assets import export_warehouse_path_for_cosmos
+
+    dbt_tasks = [t for t in elt_dag.tasks if t.task_id.startswith("dbt.") and hasattr(t, "profile_config")]
+    assert elt_dag.get_task(PRODUCER_TASK_ID) in dbt_tasks and len(dbt_tasks) > 10
+    for task in dbt_tasks:
+        assert export_warehouse_path_for_cosmos in task.on_execute_callback, task.task_id
+
+
+def test_only_the_sources_the_run_conf_names_load_and_dbt_runs_after_any_of_them(elt_dag):
+    # Sources left out by conf `sources` skip; a failed one still stops dbt (upstream_failed).
+    assert elt_dag.get_task("ingestion_done").trigger_rule == "none_failed_min_one_success"
+
+
 def test_a_new_source_file_adds_a_task_group_without_code_changes(tmp_path):
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
@@ -218,7 +245,7 @@ def test_generate_staging_step_sits_between_ingestion_and_dbt(tmp_path):
 def test_publish_is_a_teardown_after_every_task_and_every_task_alerts_on_failure(elt_dag):
     """`publish` must run last, after tasks that still retry when a failure already failed dbt_docs."""
     from include.mallard.alerts import MallardWebhookNotifier
-    from include.mallard.factory import PUBLISH_TASK_ID
+    from include.mallard.run_steps import PUBLISH_TASK_ID
 
     publish = elt_dag.get_task(PUBLISH_TASK_ID)
     assert publish.is_teardown and publish.pool == WAREHOUSE_POOL and not publish.on_failure_fail_dagrun

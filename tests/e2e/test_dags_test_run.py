@@ -26,6 +26,10 @@ def warehouse(tmp_path_factory):
     root = tmp_path_factory.mktemp("dags-test")
     warehouse = root / "warehouse.duckdb"
     env = airflow_env(root / "airflow", warehouse, root / "work")
+    # The warehouse comes from the Airflow connection here (the env var is the other way): every
+    # task, dbt and the Assets' names must find it there.
+    del env["MALLARD_WAREHOUSE_PATH"]
+    env["AIRFLOW_CONN_MALLARD_WAREHOUSE"] = json.dumps({"conn_type": "generic", "host": str(warehouse)})
     log = root / "airflow.log"
     run_airflow(["db", "migrate"], env, log)
     run_airflow(["dags", "test", "mallard_elt", LOGICAL_DATE], env, log)
@@ -124,3 +128,30 @@ def test_the_run_publishes_a_snapshot_holding_what_the_warehouse_holds(warehouse
     assert query(snapshot, "select count(*) from mallard_meta.dbt_nodes") == query(
         warehouse, "select count(*) from mallard_meta.dbt_nodes"
     )
+
+
+# --- Assets (issue 18) --------------------------------------------------------------------------
+
+
+def test_each_load_records_an_asset_event_per_raw_table_named_as_cosmos_names_the_models(warehouse):
+    import sqlite3
+
+    from include.mallard.assets import table_uri
+
+    with sqlite3.connect(warehouse.parent / "airflow" / "airflow.db") as db:
+        events = db.execute(
+            "select a.name, e.extra, e.source_task_id from asset_event e join asset a on a.id = e.asset_id"
+        ).fetchall()
+    by_name = {name: (json.loads(extra), task) for name, extra, task in events}
+    start = dt.datetime.combine(DAY, dt.time(), UTC)
+    loaded = dict(query(warehouse, "select source || '.' || table_name, rows from mallard_meta.loads"))
+    assert len(loaded) >= 5
+    for name, rows in loaded.items():
+        source, table = name.split(".")
+        extra, task = by_name.pop(table_uri(warehouse, f"raw_{source}", table))
+        assert task == f"ingest_{source}.load"
+        assert extra["rows"] == rows
+        assert extra["interval"] == [start.isoformat(), (start + dt.timedelta(days=1)).isoformat()]
+    # What is left are Cosmos's model Assets: in the same namespace, the absolute warehouse path.
+    models = {name for name in by_name if name.endswith(("/marts/orders", "/marts/customers"))}
+    assert models == {table_uri(warehouse, "marts", "orders"), table_uri(warehouse, "marts", "customers")}, by_name

@@ -216,6 +216,24 @@ def test_run_loads_a_two_day_range_and_summarises_it(project):
     assert revenue == Decimal(sum(p["amount_cents"] for p in payments)) / 100
     assert query(warehouse, "select count(*) from marts.daily_activity") == [(2,)]
 
+    # `--source marketing` for the next day: only marketing loads (the other sources skip), dbt builds.
+    spend_before = query(warehouse, "select count(*) from raw_marketing.spend")[0][0]
+    result = mallard(project, "run", "--source", "marketing", "--start", "2024-01-03", "--end", "2024-01-04")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "ingestion    2 done, 4 skipped" in out and "dbt models   9 done" in out
+    assert query(warehouse, "select count(*) from raw_shop.orders") == [(len(orders),)]  # shop did not run
+    day_three = "select count(*) from raw_marketing.spend where spend_date = date '2024-01-03'"
+    assert query(warehouse, day_three)[0][0] > 0
+    assert query(warehouse, "select count(*) from raw_marketing.spend")[0][0] > spend_before
+
+    # A name that is no source stops before any run, naming the sources there are.
+    result = mallard(project, "run", "--source", "shpo", "--start", "2024-01-03", "--end", "2024-01-04")
+    assert result.returncode == 1
+    assert (
+        "--source 'shpo': no valid source of that name" in result.stderr and "marketing, shop, stores" in result.stderr
+    )
+
 
 def test_run_fails_with_the_failing_task_and_its_error(project):
     (project / "include" / "sources" / "stores.yml").write_text(

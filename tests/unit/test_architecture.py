@@ -18,10 +18,11 @@ MAX_MODULE_LINES = 400
 LAYERS = [
     {"paths", "interval"},
     {"config", "warehouse", "environment"},
-    {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts"},
+    {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts", "assets"},
     {"sources", "staging", "raw_tables", "ingest", "tasks", "dbt_docs", "ui"},
     {"dbt_group"},
-    {"factory", "cli", "first_hour"},
+    {"run_steps"},
+    {"factory", "dbt_on_assets", "cli", "first_hour"},
 ]
 
 

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
@@ -86,6 +86,21 @@ class ProjectSettings(StrictModel):
     )
     sources: dict[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)], SourceSettings] = Field(
         default_factory=dict, description="Per-source settings by source name, e.g. `shop: {start_date: 2024-01-01}`."
+    )
+    dbt_schedule: Literal["with_ingestion", "on_assets"] = Field(
+        "with_ingestion",
+        description=(
+            "`with_ingestion`: dbt runs in the ELT DAG after its sources, on its clock (exact interval backfills). "
+            "`on_assets`: dbt is its own DAG `mallard_dbt`, scheduled on the raw tables' Assets, so a source with a "
+            "schedule of its own triggers the models too."
+        ),
+    )
+    dbt_assets: Literal["any", "all"] = Field(
+        "any",
+        description=(
+            "With `dbt_schedule: on_assets`: run dbt when any source has loaded (`any`), or only when every "
+            "raw table has a new Asset event since dbt's last run (`all`)."
+        ),
     )
     _path: Path | None = PrivateAttr(None)
 

@@ -95,10 +95,42 @@ def progress_table(tasks: dict[str, str | None], elapsed: float) -> object:
     return table
 
 
-def run_dag(start: dt.date, end: dt.date, log_file: Path) -> RunResult:
-    """Run the DAG once for [start, end) with a live table of its tasks; the full output in `log_file`."""
+def selection_problems(names: list[str], sources_dir: Path) -> list[str]:
+    """Why sources named by `--source` cannot run in the ELT DAG (unknown, disabled, own DAG); [] if they can."""
+    from include.mallard.config.project import load_project_settings, read_source_files
+    from include.mallard.factory import split_by_schedule
+
+    files = read_source_files(sources_dir)
+    valid = {item.source.name: item for item in files.valid}
+    on_elt = {item.source.name for item in split_by_schedule(files.enabled(), load_project_settings().schedule)[0]}
+    problems = []
+    for name in names:
+        if name not in valid:
+            problems.append(
+                f"--source {name!r}: no valid source of that name in {sources_dir} "
+                f"(sources: {', '.join(sorted(valid))})"
+            )
+        elif not valid[name].source.enabled:
+            problems.append(
+                f"--source {name!r} is disabled (`enabled: false` in {valid[name].path.name}): enable it to run it"
+            )
+        elif name not in on_elt:
+            problems.append(
+                f"--source {name!r} has a `schedule` of its own, so it runs in its own DAG, not in {DAG_ID}"
+            )
+    return problems
+
+
+def run_dag(start: dt.date, end: dt.date, log_file: Path, sources: list[str] | None = None) -> RunResult:
+    """Run the DAG once for [start, end) with a live table of its tasks; the full output in `log_file`.
+
+    With `sources`, only those sources load (run conf `sources`; the others' tasks skip) and dbt
+    builds as in any run.
+    """
     from rich.console import Console
     from rich.live import Live
+
+    from include.mallard.tasks import SOURCES_CONF_KEY
 
     database = airflow_home() / "airflow.db"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +139,10 @@ def run_dag(start: dt.date, end: dt.date, log_file: Path) -> RunResult:
         if not database.is_file():  # as `make demo`: a fresh clone has no metadata DB yet
             subprocess.run(_airflow("db", "migrate"), stdout=log, stderr=subprocess.STDOUT, check=True)
         since = _last_run_id(database)
-        conf = json.dumps({"start": start.isoformat(), "end": end.isoformat()})
-        command = _airflow("dags", "test", DAG_ID, end.isoformat(), "--conf", conf)
+        conf = {"start": start.isoformat(), "end": end.isoformat()}
+        if sources:
+            conf[SOURCES_CONF_KEY] = sources
+        command = _airflow("dags", "test", DAG_ID, end.isoformat(), "--conf", json.dumps(conf))
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
