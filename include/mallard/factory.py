@@ -124,11 +124,15 @@ def _dag_doc(sources: list[SourceConfig], invalid: list[InvalidSourceFile], sett
         "",
         "## Sources",
         "",
-        "| source | kind | schema | loads from | description |",
-        "| --- | --- | --- | --- | --- |",
+        "Each load records an Asset event per raw table it wrote through the source's Asset alias (the",
+        "UI's Assets view; `dbt_schedule: on_assets` in mallard.yml schedules dbt on them).",
+        "",
+        "| source | kind | schema | Asset alias | loads from | description |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {s.name} | {s.kind} | `{s.dataset_name}` | {settings.source_start(s.name)} | {s.description} |"
+        f"| {s.name} | {s.kind} | `{s.dataset_name}` | `{source_alias_name(s.name)}` | {settings.source_start(s.name)} "
+        f"| {s.description} |"
         for s in sources
     ]
     if invalid:

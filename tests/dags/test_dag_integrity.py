@@ -156,6 +156,8 @@ def test_each_load_task_emits_its_raw_tables_through_one_asset_alias(elt_dag):
     for task in loads:
         source = task.task_id.split(".")[0].removeprefix("ingest_")
         assert task.outlets == [AssetAlias(f"raw_{source}")], task.task_id
+    # The DAG's doc names each source's alias, where the Assets view shows its tables.
+    assert all(f"| `raw_{t.task_id.split('.')[0].removeprefix('ingest_')}` |" in elt_dag.doc_md for t in loads)
     others = [t.task_id for t in elt_dag.tasks if t.outlets and not t.task_id.endswith(".load")]
     assert not [task_id for task_id in others if not task_id.startswith("dbt.")], others
 
