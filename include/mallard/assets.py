@@ -15,12 +15,11 @@ schedule on the alias.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from include.mallard.warehouse import WAREHOUSE_PATH_ENV, resolve_warehouse_path
+from include.mallard.warehouse import export_warehouse_path, resolve_warehouse_path
 
 DUCKDB_SCHEME = "duckdb"
 
@@ -72,4 +71,4 @@ def export_warehouse_path_for_cosmos(context: Mapping[str, Any]) -> None:
     every model Asset by a relative path; with the resolved path, models and raw tables share one
     namespace.
     """
-    os.environ[WAREHOUSE_PATH_ENV] = str(resolve_warehouse_path())
+    export_warehouse_path()

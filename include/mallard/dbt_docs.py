@@ -26,7 +26,7 @@ from typing import Any
 
 from include.mallard.dbt_project import PROFILE_TARGET, manifest_path, read_dbt_project
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, resolve_project_path
-from include.mallard.warehouse import WAREHOUSE_PATH_ENV, resolve_warehouse_path, retry_on_lock
+from include.mallard.warehouse import export_warehouse_path, retry_on_lock
 
 DOCS_DIR_ENV = "MALLARD_DBT_DOCS_DIR"
 DEFAULT_DOCS_DIR = DBT_PROJECT_DIR / "target" / "docs"
@@ -141,7 +141,7 @@ def generate_dbt_docs(dbt_project_dir: str = str(DBT_PROJECT_DIR), dag_run: Any 
     from dbt.cli.main import dbtRunner
 
     target = dbt_docs_dir()
-    os.environ[WAREHOUSE_PATH_ENV] = str(resolve_warehouse_path())
+    export_warehouse_path()
     _seed_partial_parse(target, getattr(dag_run, "dag_id", None))
     args = ["docs", "generate", "--project-dir", dbt_project_dir, "--profiles-dir", dbt_project_dir]
     # The same --profile and --target as Cosmos's build: dbt hashes them with --vars, and any

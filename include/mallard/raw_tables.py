@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from include.mallard.config import SourceConfig
 from include.mallard.dbt_project import manifest_path
 from include.mallard.paths import PROJECT_ROOT
+from include.mallard.warehouse import quote_identifier
 
 if TYPE_CHECKING:
     import dlt
@@ -109,10 +110,6 @@ def _columns_for(
     )
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def create_missing_tables(pipeline: dlt.Pipeline, source: SourceConfig, dbt_project_dir: Path) -> list[str]:
     """Create, empty, the tables of raw_<source> that dbt reads and this load did not create; return them.
 
@@ -132,7 +129,7 @@ def create_missing_tables(pipeline: dlt.Pipeline, source: SourceConfig, dbt_proj
     known |= set(json.loads(built.read_text(encoding="utf-8"))) if built.is_file() else set()
     known |= {name for name in declared if name.split("__")[0] in known}  # nested tables of known ones
     remembered = schema_store.loaded_column_types(known_schema)
-    dataset = _quoted(source.dataset_name)
+    dataset = quote_identifier(source.dataset_name)
     with pipeline.sql_client() as client:
         missing = sorted(set(declared) - _existing_tables(client, source.dataset_name))
         for name in [name for name in missing if name not in known]:
@@ -146,9 +143,9 @@ def create_missing_tables(pipeline: dlt.Pipeline, source: SourceConfig, dbt_proj
         # Every table's columns first: a table that cannot be created fails the load before any is.
         planned = {name: _columns_for(source, declared[name], remembered) for name in missing if name in known}
         for name, columns in planned.items():
-            column_sql = ", ".join(f"{_quoted(c)} {t}" for c, t in columns.items())
+            column_sql = ", ".join(f"{quote_identifier(c)} {t}" for c, t in columns.items())
             client.execute_sql(f"create schema if not exists {dataset}")
-            client.execute_sql(f"create table if not exists {dataset}.{_quoted(name)} ({column_sql})")
+            client.execute_sql(f"create table if not exists {dataset}.{quote_identifier(name)} ({column_sql})")
             log.info(
                 "Source %r had no rows for %s.%s: created it empty (%s)",
                 source.name,

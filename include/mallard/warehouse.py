@@ -49,6 +49,21 @@ def resolve_warehouse_path() -> Path:
     return path
 
 
+def export_warehouse_path() -> Path:
+    """Put the resolved warehouse path in this process's env, where dbt's profile (`env_var()`) finds it.
+
+    Cosmos also renders the profile from this env to name the model Assets (assets.py).
+    """
+    path = resolve_warehouse_path()
+    os.environ[WAREHOUSE_PATH_ENV] = str(path)
+    return path
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB identifier in double quotes, embedded quotes doubled: never spliced into SQL raw."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def snapshot_path() -> Path:
     """The published read-only copy of the warehouse, for readers (UI, `mallard marts`, BI tools).
 

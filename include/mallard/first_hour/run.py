@@ -169,6 +169,8 @@ def raw_table_counts(warehouse: Path) -> list[tuple[str, int]]:
     """(schema.table, rows) of every raw_* table dlt loaded (dlt's own _dlt_* tables left out)."""
     import duckdb
 
+    from include.mallard.warehouse import quote_identifier
+
     if not warehouse.exists():
         return []
     with duckdb.connect(str(warehouse), read_only=True) as connection:
@@ -178,7 +180,12 @@ def raw_table_counts(warehouse: Path) -> list[tuple[str, int]]:
             "escape '\\' order by 1, 2"
         ).fetchall()
         return [
-            (f"{schema}.{table}", connection.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0])
+            (
+                f"{schema}.{table}",
+                connection.execute(
+                    f"select count(*) from {quote_identifier(schema)}.{quote_identifier(table)}"
+                ).fetchone()[0],
+            )
             for schema, table in names
         ]
 

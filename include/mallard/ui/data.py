@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.mallard.ui.text import shown_text
-from include.mallard.warehouse import snapshot_path
+from include.mallard.warehouse import quote_identifier, snapshot_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,11 +33,6 @@ _DLT_TABLE_PREFIX = "_dlt_"
 
 class SnapshotError(RuntimeError):
     """The snapshot exists but cannot be read; the message says so without a host path."""
-
-
-def quote(identifier: str) -> str:
-    """A DuckDB identifier, quoted (names come from the catalog, but are still never spliced raw)."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -232,7 +227,9 @@ class Snapshot:
 
     def newest_value(self, schema: str, table: str, column: str) -> Any:
         """max(column) of the table: the newest cursor value loaded."""
-        [(value,)] = self._all(f"select max({quote(column)}) from {quote(schema)}.{quote(table)}")
+        [(value,)] = self._all(
+            f"select max({quote_identifier(column)}) from {quote_identifier(schema)}.{quote_identifier(table)}"
+        )
         return value
 
     def runs(self, limit: int = 20) -> list[Run]:
@@ -289,12 +286,12 @@ class Snapshot:
             run.nodes = [DbtNode(*r[:5], shown_text(r[5]) if r[5] else None, r[6]) for r in rows]
 
     def row_count(self, schema: str, table: str) -> int:
-        [(count,)] = self._all(f"select count(*) from {quote(schema)}.{quote(table)}")
+        [(count,)] = self._all(f"select count(*) from {quote_identifier(schema)}.{quote_identifier(table)}")
         return int(count)
 
     def table_page(self, schema: str, table: str, page: int, page_size: int = PAGE_SIZE) -> TablePage:
         """Row count, columns and one page of rows; the caller has checked the name against the list."""
-        target = f"{quote(schema)}.{quote(table)}"
+        target = f"{quote_identifier(schema)}.{quote_identifier(table)}"
         count = self.row_count(schema, table)
         page = max(1, page)
         # No ORDER BY: DuckDB keeps insertion order for a plain scan (preserve_insertion_order), and
