@@ -10,10 +10,19 @@ build (XCom), so a failed model or test fails its own task and what depends on i
 A task per dbt node would cost a process start, a DAG parse and a dbt start each, one after
 another in the pool (docs/benchmarks.md). A retried or cleared model/test task re-runs its own
 node with dbt; the profile's `retries.connect_attempts` makes that wait for the writer lock.
+
+Source freshness: when the manifest has a source with a `freshness` rule, each such source is a
+task, and the build first runs `dbt source freshness` (Cosmos's watcher does it in the same
+process). The age is measured at the run's interval end (macros/freshness_reference.sql), so a
+backfill of last year is not stale. A source past `error_after` (or whose freshness cannot be
+computed) fails its task, and every model downstream of it is left out of the build and skipped;
+past `warn_after` it warns and everything builds.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +37,17 @@ from cosmos import (
     ProfileConfig,
     ProjectConfig,
     RenderConfig,
+    SourceRenderingBehavior,
     TestBehavior,
 )
-from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID
+from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
+from cosmos.dbt.graph import is_freshness_effective
 
 from include.mallard.assets import export_warehouse_path_for_cosmos
 from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, check_profile, read_dbt_project
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_ID = "dbt"
 # The `dbt build` task and its done-gate, as Cosmos names them inside the group.
@@ -44,6 +57,63 @@ BUILD_DONE_TASK_ID = f"{DEFAULT_GROUP_ID}.{PRODUCER_WATCHER_DONE_TASK_ID}"
 WATCHER_TIMEOUT_SECONDS = 300
 # The run's interval as dbt reads it (`env_var()` in macros/interval_filter.sql).
 INTERVAL_ENV = {"start": "MALLARD_INTERVAL_START", "end": "MALLARD_INTERVAL_END"}
+# `dbt source freshness` results that stop the models reading the source (a warning does not).
+STALE_SOURCE_STATUSES = frozenset({"error", "runtime error"})
+SKIPPED = "skipped"  # the node state a watcher task reads as "skip me"
+
+
+def sources_with_freshness(manifest: Path) -> list[str]:
+    """The unique ids of the manifest's sources that have an effective freshness rule."""
+    sources = json.loads(manifest.read_bytes()).get("sources", {})
+    return sorted(uid for uid, source in sources.items() if is_freshness_effective(source.get("freshness")))
+
+
+def freshness_report(result: dict[str, Any]) -> str:
+    """One line per source from dbt's sources.json: its status, its newest row's age and the rule."""
+    source = result.get("unique_id", "?").removeprefix("source.").split(".", 1)[-1]
+    if "max_loaded_at_time_ago_in_s" not in result:  # a runtime error: dbt's message says why
+        return f"freshness of {source}: {result.get('status')}: {result.get('error') or result.get('message')}"
+    rules = ", ".join(
+        f"{name} {rule['count']} {rule['period']}"
+        for name, rule in (result.get("criteria") or {}).items()
+        if isinstance(rule, dict) and rule.get("count")
+    )
+    days = result["max_loaded_at_time_ago_in_s"] / 86400
+    return (
+        f"freshness of {source}: {result.get('status')}: newest row {result.get('max_loaded_at')} is "
+        f"{days:.2f} days older than {result.get('snapshotted_at')} [{rules}]"
+    )
+
+
+def skip_models_of_stale_sources(
+    context: Any, dag: Any, task_group: Any, nodes: dict[str, Any] | None, sources_json: dict[str, Any] | None
+) -> list[tuple[str, str]]:
+    """Cosmos's freshness callback: every model, seed and snapshot downstream of a stale source, skipped.
+
+    Cosmos leaves these out of the `dbt build` and marks their tasks skipped. Its default callback
+    stops on a warning too, and keeps a model that also reads a fresh parent; but dbt builds
+    whatever is not excluded, so that model would be rebuilt from the stale one while its task
+    shows skipped. Here everything downstream of an error is left out.
+    """
+    results = (sources_json or {}).get("results", [])
+    for result in results:
+        log.info("%s", freshness_report(result))
+    stale = [result["unique_id"] for result in results if result.get("status") in STALE_SOURCE_STATUSES]
+    if not stale or not nodes:
+        return []
+    dependents: dict[str, set[str]] = {}
+    for unique_id, node in nodes.items():
+        for parent in node.depends_on:
+            dependents.setdefault(parent, set()).add(unique_id)
+    downstream: set[str] = set()
+    queue = list(stale)
+    while queue:
+        for child in dependents.get(queue.pop(), ()):
+            if child not in downstream:
+                downstream.add(child)
+                queue.append(child)
+    built = {DbtResourceType.MODEL, DbtResourceType.SEED, DbtResourceType.SNAPSHOT}
+    return [(uid, SKIPPED) for uid in sorted(downstream) if nodes[uid].resource_type in built]
 
 
 def _interval_template(which: str) -> str:
@@ -59,6 +129,10 @@ def build_dbt_group(
     # The profile is checked as YAML here, so a missing `duckdb` target fails the parse, not every model task.
     profiles = check_profile(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
+    checks_freshness = bool(sources_with_freshness(manifest))
+    producer_args: dict[str, Any] = {"pool": WAREHOUSE_POOL, "retries": 0}
+    if checks_freshness:
+        producer_args["freshness_callback"] = skip_models_of_stale_sources
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
@@ -77,13 +151,18 @@ def build_dbt_group(
             invocation_mode=InvocationMode.DBT_RUNNER,
             # The producer is the one dbt writer. Cosmos skips a producer retry (it would build
             # everything twice); failed nodes are retried by their own tasks instead.
-            setup_operator_args={"pool": WAREHOUSE_POOL, "retries": 0},
+            setup_operator_args=producer_args,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
             # A test on two models (relationships) is watched by the test task of each model.
             should_detach_multiple_parents_tests=False,
+            # Only with a freshness rule: otherwise every build would start with an empty
+            # `dbt source freshness`.
+            source_rendering_behavior=(
+                SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS if checks_freshness else SourceRenderingBehavior.NONE
+            ),
         ),
         operator_args={
             "install_deps": False,
@@ -110,6 +189,12 @@ def build_dbt_group(
         **task_group_kwargs,
     )
     _watch_after_build(group)
+    from cosmos.operators.watcher import DbtSourceWatcherOperator
+
+    for task in group.dag.tasks:
+        if isinstance(task, DbtSourceWatcherOperator):
+            # Stale data is not a passing glitch: a retry minutes later finds the same age.
+            task.retries = 0
     return group
 
 

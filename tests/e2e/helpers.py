@@ -144,3 +144,24 @@ def warehouse_held_open(warehouse: Path, seconds: float) -> Iterator[subprocess.
     finally:
         holder.kill()
         holder.wait()
+
+
+SPEND_FRESHNESS = """        config:
+          loaded_at_field: cast(spend_date as timestamp)
+          freshness:
+            warn_after: {count: 1, period: day}
+            error_after: {count: 4, period: day}
+"""
+
+
+def demo_project_with_spend_freshness(project: Path) -> Path:
+    """The demo dbt project copied to `project`, with a freshness rule on `marketing.spend` (warn
+    after 1 day, fail after 4, on spend_date), its manifest built. The demo CSVs end on 2024-03-31."""
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    sources = project / "models" / "staging" / "marketing" / "_marketing__sources.yml"
+    anchor = "        description: Spend per day and channel.\n"
+    assert anchor in sources.read_text(), f"{sources} changed: update SPEND_FRESHNESS's anchor"
+    sources.write_text(sources.read_text().replace(anchor, anchor + SPEND_FRESHNESS))
+    command = [sys.executable, "-m", "include.mallard.cli", "manifest", "--dbt-project-dir", str(project)]
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True)
+    return project

@@ -108,6 +108,21 @@ def _screenshot_assets_view(stack: AirflowStack, folder: Path) -> None:
         browser.close()
 
 
+def _assert_sources_page_shows_assets(api: Api, orders_events: list[dict[str, Any]]) -> None:
+    """Mallard's Sources page lists each source's Assets with the newest event, from Airflow's database."""
+    page = api.client.get(f"{api.stack.config.url}/mallard/sources")
+    assert page.status_code == 200, page.text[:500]
+    shop = page.text[page.text.index("id='source-shop'") :]
+    shop = shop[: shop.index("</section>")]
+    newest = max(orders_events, key=lambda e: e["timestamp"])
+    for table in ("orders", "payments", "customers"):
+        assert f">raw_shop.{table}</a>" in shop, shop
+    assert f"href='/assets/{newest['asset_id']}'" in shop
+    assert newest["source_run_id"] in shop and "ingest_shop.load" in shop
+    marketing = page.text[page.text.index("id='source-marketing'") :]
+    assert ">raw_marketing.spend</a>" in marketing[: marketing.index("</section>")]
+
+
 def test_sources_land_their_assets_and_the_dbt_dag_runs_on_them(tmp_path: Path):
     dags = tmp_path / "dags"
     dags.mkdir()
@@ -165,5 +180,6 @@ def test_sources_land_their_assets_and_the_dbt_dag_runs_on_them(tmp_path: Path):
         while len(shown := api.all_items("/assets", "assets")) < len(names) and time.monotonic() < deadline:
             time.sleep(5)
         assert {a["name"] for a in shown} == names, "the Assets view does not list every Asset that has an event"
+        _assert_sources_page_shows_assets(api, orders)
         _screenshot_assets_view(stack, tmp_path)
     shutil.rmtree(tmp_path / "stack" / "work", ignore_errors=True)

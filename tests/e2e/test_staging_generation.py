@@ -5,7 +5,8 @@
 - `dbt source freshness` runs on the generated `loaded_at_field`;
 - after a column is added to the data and reloaded, regeneration updates only generated files and
   leaves a hand-edited model alone;
-- the DAG factory renders the generated models as tasks, their tests downstream.
+- the DAG factory renders the generated models as tasks, their tests downstream, and the freshness
+  rule of the incremental table as a task before its model.
 """
 
 from __future__ import annotations
@@ -280,7 +281,10 @@ def test_the_dag_renders_generated_models_with_their_tests_downstream(run):
     ):
         assert f"dbt.{model}.run" in dag.get_task(f"dbt.{model}.test").upstream_task_ids
     assert "ingestion_done" in dag.get_task(BUILD_TASK_ID).upstream_task_ids
-    assert BUILD_TASK_ID in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    # The incremental table's generated freshness rule is a task between the build and its model.
+    assert BUILD_TASK_ID in dag.get_task("dbt.inventory_movements_source").upstream_task_ids
+    assert "dbt.inventory_movements_source" in dag.get_task("dbt.stg_inventory__movements.run").upstream_task_ids
+    assert BUILD_TASK_ID in dag.get_task("dbt.stg_inventory__stock_levels.run").upstream_task_ids
     assert "ingest_inventory.load" in dag.get_task("ingestion_done").upstream_task_ids
     # The parent-child relationship test (two models) is watched by the test task of each model.
     tests_per_model = dag.get_task(BUILD_TASK_ID).tests_per_model

@@ -11,7 +11,7 @@ import yaml
 from include.mallard import staging
 from include.mallard.staging import (
     StagingError,
-    config_cursors,
+    config_facts,
     file_state,
     run_command,
     sync_staging,
@@ -232,17 +232,26 @@ def test_sources_yml_has_types_descriptions_and_freshness_for_cursors_only(proje
     assert "&id" not in _read(project, "_shop__sources.yml")  # no YAML aliases
 
 
-def test_cursor_and_description_fall_back_to_the_source_config(tmp_path):
+def test_cursor_description_and_freshness_come_from_the_source_config(tmp_path):
     (tmp_path / "shop.yml").write_text("kind: synthetic\ndescription: Demo shop.\n")
     (tmp_path / "files.yml").write_text(
-        "kind: files\npath: /tmp\ntables:\n"
+        "kind: files\npath: /tmp\nfreshness: {error_after: {count: 6, period: hour}}\ntables:\n"
         "  - {name: spend, glob: '*.csv', primary_key: [day], cursor: day}\n"
         "  - {name: stores, glob: '*.csv'}\n"
     )
-    assert config_cursors(tmp_path, "shop") == ({"orders": "ordered_at", "payments": "paid_at"}, "Demo shop.")
-    assert config_cursors(tmp_path, "files") == ({"spend": "day"}, "")
-    assert config_cursors(tmp_path, "unknown") == ({}, "")
-    assert config_cursors(None, "shop") == ({}, "")
+    (tmp_path / "quiet.yml").write_text("kind: synthetic\nfreshness: false\n")
+    default = staging.DEFAULT_FRESHNESS
+    assert config_facts(tmp_path, "shop") == ({"orders": "ordered_at", "payments": "paid_at"}, "Demo shop.", default)
+    assert config_facts(tmp_path, "files") == ({"spend": "day"}, "", {"error_after": {"count": 6, "period": "hour"}})
+    assert config_facts(tmp_path, "quiet").freshness is None
+    assert config_facts(tmp_path, "unknown") == ({}, "", default)
+    assert config_facts(None, "shop") == ({}, "", default)
+
+
+def test_a_source_without_freshness_gets_no_freshness_block(project):
+    sync_staging("shop", SCHEMA, project, cursors={"spend": "spend_date"}, freshness=None)
+    (source,) = _yaml(project, "_shop__sources.yml")["sources"]
+    assert all("config" not in table for table in source["tables"])
 
 
 def test_regenerating_the_same_schema_changes_nothing(project):

@@ -261,3 +261,37 @@ def test_a_broken_mallard_app_is_logged_and_not_served_instead_of_stopping_the_a
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
     assert "APPS []" in result.stdout and "GUARD mallard_cosmos_auth" in result.stdout, result.stdout
     assert "The Mallard UI app could not be built" in result.stdout + result.stderr
+
+
+def test_the_sources_page_shows_each_sources_assets_and_their_last_event(published):
+    import datetime as dt
+
+    from include.mallard.ui.assets_panel import AssetEventSeen, SourceAsset
+
+    at = dt.datetime(2024, 1, 8, 0, 5, tzinfo=dt.UTC)
+    extra = {"rows": 46, "interval": ["2024-01-07T00:00:00+00:00", "2024-01-08T00:00:00+00:00"], "load_ids": ["1"]}
+    event = AssetEventSeen(at, "mallard_elt", "scheduled__2024-01-07", "ingest_shop.load", extra)
+    asked: list[list[str]] = []
+
+    def assets_of(names: list[str]) -> dict[str, list[SourceAsset]]:
+        asked.append(names)
+        return {
+            "shop": [
+                SourceAsset(7, "duckdb:///work/secret/warehouse.duckdb/warehouse/raw_shop/orders", event),
+                SourceAsset(8, "duckdb:///work/secret/warehouse.duckdb/warehouse/raw_shop/payments", None),
+            ]
+        }
+
+    page = render_sources_page(SOURCES_DIR, LINKS, now=at + dt.timedelta(hours=1), assets_of=assets_of)
+    assert asked == [["marketing", "shop", "stores"]]
+    shop = page[page.index("id='source-shop'") :]
+    shop = shop[: shop.index("</section>")]
+    assert "<code>raw_shop</code>" in shop  # the alias
+    assert "href='/assets/7'" in shop and ">raw_shop.orders</a>" in shop
+    assert "2024-01-08 00:05" in shop and "ingest_shop.load" in shop and "scheduled__2024-01-07" in shop
+    assert "46" in shop and "2024-01-07 → 2024-01-08" in shop
+    assert ">raw_shop.payments</a>" in shop and "no event yet" in shop
+    # A source Airflow has no Asset of yet says so; the warehouse path never shows.
+    stores = page[page.index("id='source-stores'") :]
+    assert "Airflow has no Asset event from it" in stores[: stores.index("</section>")]
+    _no_host_path(page)

@@ -15,9 +15,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
 from include.mallard.config.cron import CRON_FIX, cron_problem
+from include.mallard.config.freshness import DEFAULT_FRESHNESS, Freshness
+from include.mallard.config.strict import ConfigValueError, StrictModel
 
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 TABLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -30,15 +32,6 @@ SECRET_REFERENCE_FIX = (
 
 WriteDisposition = Literal["append", "replace", "merge"]
 SchemaContract = Literal["evolve", "freeze", "discard_rows"]
-
-
-class ConfigValueError(ValueError):
-    """A validation error that carries its own fix, and may keep the input out of the message."""
-
-    def __init__(self, message: str, *, fix: str, hide_input: bool = False) -> None:
-        super().__init__(message)
-        self.fix = fix
-        self.hide_input = hide_input
 
 
 def literal_secret_error(what: str) -> ConfigValueError:
@@ -55,12 +48,6 @@ class Issue:
     field: str
     message: str
     fix: str
-
-
-class StrictModel(BaseModel):
-    """Unknown fields are errors, so a typo never silently becomes a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def one_key_is_a_list(value: object) -> object:
@@ -156,6 +143,20 @@ class SourceBase(StrictModel):
             "data interval. Default: the ELT DAG's schedule."
         ),
     )
+    freshness: Freshness | None = Field(
+        default_factory=lambda: DEFAULT_FRESHNESS,
+        description=(
+            "dbt source freshness of the tables with an incremental cursor, in the generated staging: "
+            "{warn_after: {count, period}, error_after: {count, period}}, measured at the run's interval end; "
+            "false checks nothing. Default: warn after 2 days, fail after 3."
+        ),
+    )
+
+    @field_validator("freshness", mode="before")
+    @classmethod
+    def _false_is_no_freshness(cls, value: object) -> object:
+        return None if value is False else value
+
     schema_contract: SchemaContract = Field(
         "evolve",
         description=(

@@ -22,7 +22,7 @@ parse time.
 """
 
 from include.mallard.staging.generate import (
-    config_cursors,
+    config_facts,
     generate_and_rebuild,
     generate_staging,
     loaded_sources,
@@ -40,7 +40,7 @@ __all__ = [
     "StagingError",
     "StagingResult",
     "Table",
-    "config_cursors",
+    "config_facts",
     "file_state",
     "generate_and_rebuild",
     "generate_staging",

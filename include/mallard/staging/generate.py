@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from include.mallard.dbt_project import DbtProjectError, build_manifest
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
@@ -56,21 +56,33 @@ def loaded_sources(warehouse_path: Path) -> list[str]:
     return [schema.removeprefix("raw_") for (schema,) in rows]
 
 
-def config_cursors(sources_dir: Path | None, source_name: str) -> tuple[dict[str, str], str]:
-    """(table -> incremental cursor, description) from the source's config, if it has one.
+class ConfigFacts(NamedTuple):
+    """What a source's config adds to dlt's schema when its staging is generated."""
+
+    cursors: dict[str, str]
+    description: str
+    freshness: dict[str, Any] | None
+
+
+def config_facts(sources_dir: Path | None, source_name: str) -> ConfigFacts:
+    """The source config's incremental cursors (table -> column), description and freshness block.
 
     The cursors fill in what dlt's schema does not mark (warehouses loaded before dlt stored the
     `incremental` hint, the synthetic source's cursors that date rows without binding them).
+    Without a config (loaded outside Mallard's configs) dlt's schema is all there is, and the
+    default freshness applies.
     """
+    unknown = ConfigFacts({}, "", DEFAULT_FRESHNESS)
     if sources_dir is None or not sources_dir.is_dir():
-        return {}, ""
+        return unknown
     from include.mallard.config import ConfigError, get_source
 
     try:
         source = get_source(sources_dir, source_name)
-    except (KeyError, ConfigError):  # loaded outside Mallard's configs: dlt's schema is all we have
-        return {}, ""
-    return source.table_cursors(), source.description
+    except (KeyError, ConfigError):
+        return unknown
+    freshness = source.freshness.to_dbt() if source.freshness else None
+    return ConfigFacts(source.table_cursors(), source.description, freshness)
 
 
 def generate_staging(
@@ -79,15 +91,19 @@ def generate_staging(
     warehouse_path: Path | None = None,
     dbt_project_dir: Path = DBT_PROJECT_DIR,
     sources_dir: Path | None = SOURCES_DIR,
-    freshness: Mapping[str, Any] | None = DEFAULT_FRESHNESS,
 ) -> StagingResult:
     """Read dlt's schema of `raw_<source_name>` from the warehouse and sync the generated dbt files."""
     from include.mallard.warehouse import resolve_warehouse_path
 
     schema = read_dlt_schema(warehouse_path or resolve_warehouse_path(), f"raw_{source_name}")
-    cursors, description = config_cursors(sources_dir, source_name)
+    facts = config_facts(sources_dir, source_name)
     return sync_staging(
-        source_name, schema, dbt_project_dir, cursors=cursors, description=description, freshness=freshness
+        source_name,
+        schema,
+        dbt_project_dir,
+        cursors=facts.cursors,
+        description=facts.description,
+        freshness=facts.freshness,
     )
 
 

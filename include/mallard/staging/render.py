@@ -14,14 +14,11 @@ from typing import Any
 
 import yaml
 
+from include.mallard.config.freshness import DEFAULT_FRESHNESS as CONFIG_DEFAULT_FRESHNESS
 from include.mallard.staging.schema import KIND_ORDER, Column, Table
 
-# `dbt source freshness` thresholds for tables with an incremental cursor. A daily run loads the
-# previous day, so a healthy cursor is at most about a day old.
-DEFAULT_FRESHNESS: dict[str, Any] = {
-    "warn_after": {"count": 2, "period": "day"},
-    "error_after": {"count": 3, "period": "day"},
-}
+# The `freshness` block of a table with an incremental cursor when its source config sets none.
+DEFAULT_FRESHNESS: dict[str, Any] = CONFIG_DEFAULT_FRESHNESS.to_dbt()
 
 
 def model_name(source_name: str, table_name: str) -> str:

@@ -12,6 +12,7 @@ error page never shows a traceback (FastAPI's default) or a host path (`ui/text.
 from typing import TYPE_CHECKING, Annotated
 
 from include.mallard.paths import SOURCES_DIR
+from include.mallard.ui.assets_panel import source_assets
 from include.mallard.ui.auth import refusal, wants_html
 from include.mallard.ui.html import Links, esc, frame
 from include.mallard.ui.runs_page import AirflowRun, render_run_page, render_runs_page, runs_in_snapshot
@@ -86,9 +87,9 @@ def create_app() -> "FastAPI":
         return RedirectResponse(f"{_links(request).base}/sources", status_code=303)
 
     @app.get("/sources", response_class=HTMLResponse)
-    def sources(request: Request) -> str:
+    def sources(request: Request, session: SessionDep) -> str:
         # Read on every request: the page shows the configs as they are on disk now.
-        return render_sources_page(SOURCES_DIR, _links(request))
+        return render_sources_page(SOURCES_DIR, _links(request), assets_of=lambda names: source_assets(session, names))
 
     @app.get("/runs", response_class=HTMLResponse, dependencies=may_read_runs)
     def runs(request: Request, session: SessionDep) -> str:

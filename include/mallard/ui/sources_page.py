@@ -1,12 +1,14 @@
-"""The Sources page: each source's config, its last load, its raw tables' columns, changes and freshness."""
+"""The Sources page: each source's config, its last load, its raw tables' columns, changes, freshness and Assets."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from include.mallard.config import ConfigError, ConfigProblem, SourceConfig
 from include.mallard.config.project import PROJECT_SETTINGS_FILE, load_project_settings, read_source_files
+from include.mallard.ui.assets_panel import SourceAsset, assets_html
 from include.mallard.ui.data import Column, Load, Snapshot, SnapshotError, open_snapshot
 from include.mallard.ui.html import Links, age, duration, esc, frame, grid, link, number, pill, when
 from include.mallard.ui.text import shown_path, shown_text
@@ -79,7 +81,12 @@ def _freshness(
 
 
 def _source_card(
-    source: SourceConfig, snapshot: Snapshot | None, links: Links, schedule: str | None, now: dt.datetime
+    source: SourceConfig,
+    snapshot: Snapshot | None,
+    links: Links,
+    schedule: str | None,
+    now: dt.datetime,
+    assets: list[SourceAsset] | None = None,
 ) -> str:
     head = (
         f"<div class='card-head'><h2 id='source-{esc(source.name)}'>{esc(source.name)}</h2>{pill(source.kind)}"
@@ -89,8 +96,9 @@ def _source_card(
     )
     facts = f"<div class='facts'><span>schedule {_schedule(source, schedule)}</span></div>"
     description = f"<p class='muted'>{esc(source.description)}</p>" if source.description else ""
+    assets_section = assets_html(source.name, assets, links, now)
     if snapshot is None:
-        return f"<section class='card'>{head}{description}{facts}<p>{pill(NO_LOAD_YET)}</p></section>"
+        return f"<section class='card'>{head}{description}{facts}<p>{pill(NO_LOAD_YET)}</p>{assets_section}</section>"
     last, last_good = snapshot.last_loads(source.name)
     body = facts
     if last is None:
@@ -106,7 +114,7 @@ def _source_card(
     with_tables = last if last is not None and any(t.table_name for t in last.tables) else last_good
     label = "rows in last load" if with_tables is last else "rows in last successful load"
     body += _tables_html(source, snapshot, with_tables, label, now)
-    body += _changes_html(snapshot, source)
+    body += _changes_html(snapshot, source) + assets_section
     return f"<section class='card'>{head}{description}{body}</section>"
 
 
@@ -150,8 +158,16 @@ def _changes_html(snapshot: Snapshot, source: SourceConfig) -> str:
     return "<h3>Schema changes</h3>" + grid(("seen", "table", "column", "change", "type"), rows)
 
 
-def render_sources_page(sources_dir: Path, links: Links, now: dt.datetime | None = None) -> str:
-    """Every source (valid ones with their load status; invalid files with their problems)."""
+def render_sources_page(
+    sources_dir: Path,
+    links: Links,
+    now: dt.datetime | None = None,
+    assets_of: Callable[[list[str]], Mapping[str, list[SourceAsset]]] | None = None,
+) -> str:
+    """Every source (valid ones with their load status; invalid files with their problems).
+
+    `assets_of` looks up the sources' Airflow Assets (`assets_panel.source_assets` on a session).
+    """
     now = now or dt.datetime.now(dt.UTC)
     problems: list[ConfigProblem] = []
     try:
@@ -164,6 +180,12 @@ def render_sources_page(sources_dir: Path, links: Links, now: dt.datetime | None
         schedule = load_project_settings(PROJECT_SETTINGS_FILE).schedule
     except ConfigError as error:
         problems += error.problems
+    assets = assets_of([source.name for source in sources]) if assets_of else None
+
+    def card(source: SourceConfig, snapshot: Snapshot | None) -> str:
+        source_assets = None if assets is None else assets.get(source.name, [])
+        return _source_card(source, snapshot, links, schedule, now, source_assets)
+
     notice = ""
     try:
         with open_snapshot() as snapshot:
@@ -172,10 +194,10 @@ def render_sources_page(sources_dir: Path, links: Links, now: dt.datetime | None
                     f"<div class='notice'>{pill(NO_LOAD_YET)} No run has published the warehouse snapshot yet. "
                     f"Trigger <code>{ELT_DAG_ID}</code>: after each run this page shows what it loaded.</div>"
                 )
-            cards = "".join(_source_card(source, snapshot, links, schedule, now) for source in sources)
+            cards = "".join(card(source, snapshot) for source in sources)
     except SnapshotError as error:
         notice = f"<div class='problem'>{esc(error)}</div>"
-        cards = "".join(_source_card(source, None, links, schedule, now) for source in sources)
+        cards = "".join(card(source, None) for source in sources)
     intro = (
         f"<h1>Sources</h1><p class='lead'>{len(sources)} source{'s' if len(sources) != 1 else ''} in "
         f"<code>{esc(shown_path(sources_dir))}</code>; what each run loaded, from the warehouse snapshot.</p>"
