@@ -21,7 +21,6 @@ past `warn_after` it warns and everything builds.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,15 @@ from cosmos import (
     TestBehavior,
 )
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
-from cosmos.dbt.graph import is_freshness_effective
 
 from include.mallard.assets import export_warehouse_path_for_cosmos
-from include.mallard.dbt_project import PROFILE_TARGET, check_manifest_is_fresh, check_profile, read_dbt_project
+from include.mallard.dbt_project import (
+    PROFILE_TARGET,
+    check_manifest_is_fresh,
+    check_profile,
+    read_dbt_project,
+    sources_with_freshness,
+)
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -60,12 +64,6 @@ INTERVAL_ENV = {"start": "MALLARD_INTERVAL_START", "end": "MALLARD_INTERVAL_END"
 # `dbt source freshness` results that stop the models reading the source (a warning does not).
 STALE_SOURCE_STATUSES = frozenset({"error", "runtime error"})
 SKIPPED = "skipped"  # the node state a watcher task reads as "skip me"
-
-
-def sources_with_freshness(manifest: Path) -> list[str]:
-    """The unique ids of the manifest's sources that have an effective freshness rule."""
-    sources = json.loads(manifest.read_bytes()).get("sources", {})
-    return sorted(uid for uid, source in sources.items() if is_freshness_effective(source.get("freshness")))
 
 
 def freshness_report(result: dict[str, Any]) -> str:
@@ -129,7 +127,7 @@ def build_dbt_group(
     # The profile is checked as YAML here, so a missing `duckdb` target fails the parse, not every model task.
     profiles = check_profile(dbt_project_dir)
     manifest = check_manifest_is_fresh(dbt_project_dir)
-    checks_freshness = bool(sources_with_freshness(manifest))
+    checks_freshness = bool(sources_with_freshness(dbt_project_dir))
     producer_args: dict[str, Any] = {"pool": WAREHOUSE_POOL, "retries": 0}
     if checks_freshness:
         producer_args["freshness_callback"] = skip_models_of_stale_sources

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from include.mallard.dbt_group import BUILD_TASK_ID, skip_models_of_stale_sources, sources_with_freshness
-from include.mallard.dbt_project import manifest_path
+from include.mallard.dbt_group import BUILD_TASK_ID, skip_models_of_stale_sources
+from include.mallard.dbt_project import FRESHNESS_SOURCES_RELATIVE_PATH, sources_with_freshness
 from include.mallard.factory import build_elt_dag
 from include.mallard.paths import DBT_PROJECT_DIR
 from tests.e2e.helpers import demo_project_with_spend_freshness
@@ -27,14 +27,18 @@ def fresh_project(tmp_path_factory) -> Path:
 
 
 def test_the_demo_has_no_freshness_rule_so_no_source_task_and_no_freshness_run():
-    assert sources_with_freshness(manifest_path(DBT_PROJECT_DIR)) == []
+    assert sources_with_freshness(DBT_PROJECT_DIR) == []
     dag = build_elt_dag("demo_freshness")
     assert not [t for t in dag.tasks if t.task_id.endswith("_source")]
     assert dag.get_task(BUILD_TASK_ID)._check_source_freshness is False
 
 
 def test_a_freshness_rule_becomes_a_task_between_the_build_and_the_models_reading_it(fresh_project):
-    assert sources_with_freshness(manifest_path(fresh_project)) == [SPEND]
+    assert sources_with_freshness(fresh_project) == [SPEND]
+    # Recorded when the manifest was built; without the record, read from the manifest itself.
+    (fresh_project / FRESHNESS_SOURCES_RELATIVE_PATH).rename(fresh_project / "recorded.json")
+    assert sources_with_freshness(fresh_project) == [SPEND]
+    (fresh_project / "recorded.json").rename(fresh_project / FRESHNESS_SOURCES_RELATIVE_PATH)
     dag = build_elt_dag("freshness_elt", dbt_project_dir=fresh_project)
     [source_task] = [t for t in dag.tasks if t.task_id.endswith("_source")]
     assert source_task.task_id == "dbt.marketing_spend_source"
