@@ -15,7 +15,7 @@ Writes into DIR (default: a new temporary folder):
 
 then parses dags_mallard/ once with a DagBag and prints what it found. Mallard's paths
 (`include/mallard/paths.py`) have no env-var override, so the generated DAG file passes the
-folders to `build_elt_dag(sources_dir=..., dbt_project_dir=...)`, the factory's own parameters,
+folders to `build_dags(sources_dir=..., dbt_project_dir=...)`, the factory's own parameters,
 exactly like `dags/mallard_elt.py` does with the defaults. Nothing in the project is changed.
 """
 
@@ -215,13 +215,9 @@ MALLARD_DAG_FILE = '''\
 
 from pathlib import Path
 
-from include.mallard.factory import build_elt_dag, build_source_dags
+from include.mallard.factory import build_dags
 
-SOURCES_DIR = Path({sources_dir!r})
-DBT_PROJECT_DIR = Path({dbt_project_dir!r})
-
-dag = build_elt_dag(sources_dir=SOURCES_DIR, dbt_project_dir=DBT_PROJECT_DIR)
-globals().update({{d.dag_id: d for d in build_source_dags(sources_dir=SOURCES_DIR)}})
+globals().update(build_dags(sources_dir=Path({sources_dir!r}), dbt_project_dir=Path({dbt_project_dir!r})))
 '''
 
 # The baseline renders the same manifest with the Cosmos settings Mallard uses (include/mallard/

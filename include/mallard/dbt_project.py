@@ -151,11 +151,11 @@ def _local_package_dirs(dbt_project_dir: Path) -> list[tuple[str, Path]]:
 
 def _files_under(root: Path) -> list[Path]:
     files = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_file() and path.suffix in _PROJECT_FILE_SUFFIXES and not _SKIPPED_FOLDERS & set(relative.parts):
-            files.append(path)
-    return files
+    for folder, subfolders, names in os.walk(root):
+        # Never descend into target/, logs/, dbt_packages/: target/ alone holds thousands of files.
+        subfolders[:] = [name for name in subfolders if name not in _SKIPPED_FOLDERS]
+        files += [path for name in names if (path := Path(folder, name)).suffix in _PROJECT_FILE_SUFFIXES]
+    return sorted(path for path in files if path.is_file())
 
 
 def _project_files(dbt_project_dir: Path) -> list[Path]:
