@@ -20,8 +20,14 @@ from include.mallard.assets import source_alias_name
 from include.mallard.config.project import ProjectSettings, SourceFiles
 from include.mallard.interval import asset_run_bound
 from include.mallard.paths import DBT_PROJECT_DIR
-from include.mallard.run_steps import AIRFLOW_START_DATE, DEFAULT_ARGS, DEFAULT_TAGS, dbt_steps, publish_step
-from include.mallard.warehouse import resolve_warehouse_path
+from include.mallard.run_steps import (
+    AIRFLOW_START_DATE,
+    DEFAULT_ARGS,
+    DEFAULT_TAGS,
+    dbt_steps,
+    dbt_task_macros,
+    publish_step,
+)
 
 DBT_DAG_ID = "mallard_dbt"
 
@@ -54,10 +60,7 @@ def build_dbt_on_assets_dag(
         default_args=DEFAULT_ARGS,
         tags=[*tags, "dbt"],
         doc_md=doc,
-        user_defined_macros={
-            "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
-            "mallard_interval_bound": asset_run_bound,
-        },
+        user_defined_macros=dbt_task_macros(asset_run_bound),
     ) as dag:
         dbt_steps(dag, dbt_project_dir)
         publish_step(dag)

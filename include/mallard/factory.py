@@ -43,8 +43,15 @@ from include.mallard.config.project import (
 from include.mallard.dbt_on_assets import build_dbt_on_assets_dag
 from include.mallard.interval import interval_bound
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
-from include.mallard.run_steps import AIRFLOW_START_DATE, DEFAULT_ARGS, DEFAULT_TAGS, dbt_steps, publish_step
-from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
+from include.mallard.run_steps import (
+    AIRFLOW_START_DATE,
+    DEFAULT_ARGS,
+    DEFAULT_TAGS,
+    dbt_steps,
+    dbt_task_macros,
+    publish_step,
+)
+from include.mallard.warehouse import WAREHOUSE_POOL
 
 DEFAULT_DAG_ID = "mallard_elt"
 
@@ -162,10 +169,9 @@ def _new_dag(dag_id: str, cron: str, earliest: dt.date, earliest_setting: str, t
         default_args=DEFAULT_ARGS,
         tags=tags,
         doc_md=doc_md,
-        user_defined_macros={
-            "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
-            "mallard_interval_bound": functools.partial(interval_bound, earliest=earliest, setting=earliest_setting),
-        },
+        user_defined_macros=dbt_task_macros(
+            functools.partial(interval_bound, earliest=earliest, setting=earliest_setting)
+        ),
     )
 
 

@@ -6,6 +6,7 @@ The ELT DAG (factory.py) and the asset-scheduled dbt DAG (dbt_on_assets.py) are 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from include.mallard import tasks
 from include.mallard.alerts import MallardWebhookNotifier
 from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
-from include.mallard.warehouse import WAREHOUSE_POOL
+from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
 
 PUBLISH_TASK_ID = "publish"
 DOCS_TASK_ID = "dbt_docs"
@@ -32,6 +33,14 @@ DEFAULT_ARGS: dict[str, Any] = {
     # A task that failed for good POSTs an alert to the `mallard_alerts` connection, if there is one.
     "on_failure_callback": [MallardWebhookNotifier()],
 }
+
+
+def dbt_task_macros(interval_bound: Callable[..., str]) -> dict[str, Callable[..., str]]:
+    """The DAG macros the dbt tasks' env renders: the resolved warehouse path, the run's interval bounds."""
+    return {
+        "mallard_warehouse_path": lambda: str(resolve_warehouse_path()),
+        "mallard_interval_bound": interval_bound,
+    }
 
 
 def dbt_steps(dag: DAG, dbt_project_dir: Path) -> Any:

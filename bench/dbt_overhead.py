@@ -1,0 +1,221 @@
+"""What Airflow + Cosmos add to one `dbt build`: Mallard's build task vs the same `dbt build` bare.
+
+    python bench/dbt_overhead.py [--models 100 1000] [--pairs 2] [--rows 1000]
+
+For each project size a generated dbt project (bench/generate_large_project.py: staging ->
+intermediate -> marts, `unique` + `not_null` on every model, some `relationships`) over raw
+tables created directly in a DuckDB file (`--rows` rows each: this measures dbt, not ingestion).
+
+- bare (baseline): `dbt build` in a new process, in the project folder, with dbt's partial parse
+  warm (one untimed `dbt build` first), the same profile and target as Mallard;
+- Mallard: `airflow tasks test <dag> dbt.dbt_producer_watcher`, the build task of a DAG holding
+  only Mallard's dbt steps (`run_steps.dbt_steps`: Cosmos watcher mode, the task's env, callbacks),
+  timed by the execution API's log lines (task started -> state success: what the task instance's
+  start and end dates record); Cosmos's cached partial parse warm (one untimed run first).
+
+Pairs are interleaved (bare, Mallard, bare, Mallard, ...), so machine drift hits both. Prints, per
+size, the medians, the ratio (target <= 1.2) and the seconds added per dbt node (target <= 0.02).
+The watcher sensor tasks that run after the build are not part of either figure. Results:
+bench/results/dbt_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import PROJECT_ROOT, check_target, median, prepare_environment, print_rows, ratio, write_result
+from bench.generate_large_project import build_manifest, generate_project
+
+RATIO_TARGET = 1.2
+PER_NODE_TARGET_SECONDS = 0.02
+DAG_ID = "bench_dbt_overhead"
+BUILD_TASK = "dbt.dbt_producer_watcher"
+DAG_FILE = """# An Airflow DAG file: only Mallard's dbt steps over a generated project (bench/dbt_overhead.py).
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import DAG
+
+from include.mallard.interval import asset_run_bound
+from include.mallard.run_steps import DEFAULT_ARGS, dbt_steps, dbt_task_macros
+
+# No interval (no conf, no triggering events): the incremental models build from all raw data,
+# the same work as the bare `dbt build`.
+with DAG(
+    {dag_id!r},
+    schedule=None,
+    start_date=dt.datetime(2024, 1, 1),
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=dbt_task_macros(asset_run_bound),
+) as dag:
+    dbt_steps(dag, Path({dbt_dir!r}))
+"""
+
+
+def create_raw_tables(warehouse: Path, dbt_project_dir: Path, rows: int) -> int:
+    """Every source table the project declares, `rows` rows of (id, updated_at); the table count."""
+    import duckdb
+    import yaml
+
+    count = 0
+    with duckdb.connect(str(warehouse)) as connection:
+        for sources_file in sorted(dbt_project_dir.glob("models/staging/*/_*__sources.yml")):
+            for source in yaml.safe_load(sources_file.read_text())["sources"]:
+                connection.execute(f'create schema if not exists "{source["schema"]}"')
+                for table in source["tables"]:
+                    connection.execute(
+                        f'create or replace table "{source["schema"]}"."{table["name"]}" as '
+                        "select i as id, timestamp '2024-01-01' + i * interval 1 minute as updated_at "
+                        f"from range({rows}) t(i)"
+                    )
+                    count += 1
+    return count
+
+
+def dbt_nodes(dbt_project_dir: Path) -> int:
+    manifest = json.loads((dbt_project_dir / "target" / "manifest.json").read_text())
+    return sum(1 for node in manifest["nodes"].values() if node["resource_type"] in ("model", "test"))
+
+
+def time_bare(dbt_project_dir: Path, env: dict[str, str]) -> float:
+    command = [
+        str(Path(sys.executable).with_name("dbt")),
+        "build",
+        "--project-dir",
+        str(dbt_project_dir),
+        "--profiles-dir",
+        str(dbt_project_dir),
+        "--target",
+        "duckdb",
+        "--quiet",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, env=env, cwd=dbt_project_dir, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def time_mallard(logical_date: str, env: dict[str, str], log: Path) -> float:
+    """The build task's seconds, from the execution API's own log lines of this run: the task
+    started (queued -> running) to its state set to success. (`tasks test` keeps no task instance.)"""
+    command = [str(Path(sys.executable).with_name("airflow")), "tasks", "test", DAG_ID, BUILD_TASK, logical_date]
+    offset = log.stat().st_size if log.exists() else 0
+    with log.open("a") as output:
+        subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True, stdout=output, stderr=subprocess.STDOUT)
+    with log.open() as output:
+        output.seek(offset)
+        lines = output.read().splitlines()
+    started = [line for line in lines if "Task started" in line]
+    finished = [line for line in lines if "Task instance state updated" in line and "new_state=success" in line]
+    if len(started) != 1 or len(finished) != 1:
+        raise RuntimeError(f"the build task did not start and succeed once; see {log}")
+    return (_log_time(finished[0]) - _log_time(started[0])).total_seconds()
+
+
+def _log_time(line: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+
+
+def bench_size(models: int, pairs: int, rows: int, scratch: Path, env: dict[str, str]) -> dict[str, Any]:
+    root = scratch / f"models_{models}"
+    project = generate_project(root, sources=max(5, models // 20), models=models)
+    warehouse = root / "warehouse.duckdb"
+    tables = create_raw_tables(warehouse, project.dbt_project_dir, rows)
+    build_manifest(project.dbt_project_dir)
+    nodes = dbt_nodes(project.dbt_project_dir)
+    dags = root / "dags"
+    dags.mkdir()
+    (dags / "bench_dbt.py").write_text(DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir)))
+    size_env = env | {
+        "MALLARD_WAREHOUSE_PATH": str(warehouse),
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(root / "cosmos-cache"),
+    }
+    log = root / "airflow.log"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=size_env, check=True, capture_output=True
+    )
+    print(f"  {models} models: {nodes} dbt nodes, {tables} raw tables of {rows} rows; warming up ...", flush=True)
+    time_bare(project.dbt_project_dir, size_env)
+    time_mallard("2024-01-01", size_env, log)
+    bare, mallard = [], []
+    for index in range(pairs):
+        bare.append(time_bare(project.dbt_project_dir, size_env))
+        mallard.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log))
+        print(f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s", flush=True)
+    bare_s, mallard_s = median(bare), median(mallard)
+    return {
+        "models": project.models,
+        "dbt_nodes": nodes,
+        "bare_seconds": [round(v, 3) for v in bare],
+        "mallard_seconds": [round(v, 3) for v in mallard],
+        "bare_median": round(bare_s, 3),
+        "mallard_median": round(mallard_s, 3),
+        "ratio": ratio(mallard_s, bare_s),
+        "added_per_node_seconds": round((mallard_s - bare_s) / nodes, 4),
+        "log": str(log),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated projects and logs")
+    args = parser.parse_args()
+    env = prepare_environment()
+    results = []
+    scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-dbt-"))
+    try:
+        for models in args.models:
+            results.append(bench_size(models, args.pairs, args.rows, scratch, env))
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print_rows(
+        "One `dbt build`: Mallard's Airflow task vs bare dbt (median seconds, interleaved pairs)",
+        ("models", "dbt nodes", "bare s", "Mallard task s", "ratio", "added s/node"),
+        [
+            (
+                r["models"],
+                r["dbt_nodes"],
+                r["bare_median"],
+                r["mallard_median"],
+                r["ratio"],
+                r["added_per_node_seconds"],
+            )
+            for r in results
+        ],
+    )
+    verdicts = []
+    for r in results:
+        within_ratio = r["ratio"] is not None and r["ratio"] <= RATIO_TARGET
+        verdicts.append(
+            check_target(f"{r['models']} models: build task {r['ratio']}x bare <= {RATIO_TARGET}x", within_ratio)
+        )
+        per_node = r["added_per_node_seconds"]
+        verdicts.append(
+            check_target(
+                f"{r['models']} models: {per_node} s added per node <= {PER_NODE_TARGET_SECONDS} s",
+                per_node <= PER_NODE_TARGET_SECONDS,
+            )
+        )
+    path = write_result(
+        "dbt_overhead", {"sizes": results, "pairs": args.pairs, "rows": args.rows, "verdicts": verdicts}
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
