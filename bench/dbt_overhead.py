@@ -15,13 +15,15 @@ tables created directly in a DuckDB file (`--rows` rows each: this measures dbt,
 
 Pairs are interleaved (bare, Mallard, bare, Mallard, ...), so machine drift hits both. Prints, per
 size, the medians, the ratio (target <= 1.2) and the seconds added per dbt node (target <= 0.02).
-The watcher sensor tasks that run after the build are not part of either figure. Results:
-bench/results/dbt_overhead.json.
+The watcher sensor tasks that run after the build are not part of either figure. With
+`--count-xcom`, one more (untimed for the ratio) build counts and times the XCom pushes Cosmos's
+producer makes, by kind of key. Results: bench/results/dbt_overhead.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import json
 import shutil
@@ -40,6 +42,7 @@ PER_NODE_TARGET_SECONDS = 0.02
 DAG_ID = "bench_dbt_overhead"
 BUILD_TASK = "dbt.dbt_producer_watcher"
 DAG_FILE = """# An Airflow DAG file: only Mallard's dbt steps over a generated project (bench/dbt_overhead.py).
+import ast
 import datetime as dt
 from pathlib import Path
 
@@ -58,6 +61,33 @@ with DAG(
     user_defined_macros=dbt_task_macros(asset_run_bound),
 ) as dag:
     dbt_steps(dag, Path({dbt_dir!r}))
+"""
+
+
+# --count-xcom: the same DAG file, with Cosmos's XCom push wrapped to count and time each push by
+# kind of key (`<node>_dbt_event`, `<node>_status`, `<node>_compiled_sql`, ...). Only for that one
+# extra run: the timed runs use the plain file.
+XCOM_COUNTER = """import atexit, sys, time
+import cosmos.operators._watcher.base as _base
+import cosmos.operators._watcher.state as _state
+import cosmos.operators.watcher as _watcher
+
+_pushes = {"count": 0, "seconds": 0.0, "by_kind": {}}
+_push = _state.safe_xcom_push
+
+
+def _counted(task_instance, key, value):
+    started = time.perf_counter()
+    _push(task_instance=task_instance, key=key, value=value)
+    _pushes["count"] += 1
+    _pushes["seconds"] += time.perf_counter() - started
+    suffixes = ("_tests_status", "_dbt_event", "_compiled_sql", "_status")
+    kind = next((suffix for suffix in suffixes if "__" in key and key.endswith(suffix)), key)
+    _pushes["by_kind"][kind] = _pushes["by_kind"].get(kind, 0) + 1
+
+
+_base.safe_xcom_push = _watcher.safe_xcom_push = _counted
+atexit.register(lambda: print("XCOM_PUSHES " + repr(_pushes), file=sys.stderr, flush=True))
 """
 
 
@@ -124,7 +154,9 @@ def _log_time(line: str) -> dt.datetime:
     return dt.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
 
 
-def bench_size(models: int, pairs: int, rows: int, scratch: Path, env: dict[str, str]) -> dict[str, Any]:
+def bench_size(
+    models: int, pairs: int, rows: int, scratch: Path, env: dict[str, str], count_xcom: bool = False
+) -> dict[str, Any]:
     root = scratch / f"models_{models}"
     project = generate_project(root, sources=max(5, models // 20), models=models)
     warehouse = root / "warehouse.duckdb"
@@ -153,6 +185,14 @@ def bench_size(models: int, pairs: int, rows: int, scratch: Path, env: dict[str,
         mallard.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log))
         print(f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s", flush=True)
     bare_s, mallard_s = median(bare), median(mallard)
+    pushes = None
+    if count_xcom:
+        dag_file = dags / "bench_dbt.py"
+        dag_file.write_text(XCOM_COUNTER + dag_file.read_text())
+        seconds = time_mallard(f"2024-02-{pairs + 2:02d}", size_env, log)
+        line = [line for line in log.read_text().splitlines() if line.startswith("XCOM_PUSHES ")][-1]
+        pushes = {**ast.literal_eval(line.removeprefix("XCOM_PUSHES ")), "task_seconds": round(seconds, 3)}
+        print(f"    XCom pushes in one build: {pushes}", flush=True)
     return {
         "models": project.models,
         "dbt_nodes": nodes,
@@ -162,6 +202,7 @@ def bench_size(models: int, pairs: int, rows: int, scratch: Path, env: dict[str,
         "mallard_median": round(mallard_s, 3),
         "ratio": ratio(mallard_s, bare_s),
         "added_per_node_seconds": round((mallard_s - bare_s) / nodes, 4),
+        "xcom_pushes": pushes,
         "log": str(log),
     }
 
@@ -172,13 +213,14 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and logs")
+    parser.add_argument("--count-xcom", action="store_true", help="one more build, counting Cosmos's XCom pushes")
     args = parser.parse_args()
     env = prepare_environment()
     results = []
     scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-dbt-"))
     try:
         for models in args.models:
-            results.append(bench_size(models, args.pairs, args.rows, scratch, env))
+            results.append(bench_size(models, args.pairs, args.rows, scratch, env, args.count_xcom))
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
