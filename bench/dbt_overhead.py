@@ -16,8 +16,10 @@ tables created directly in a DuckDB file (`--rows` rows each: this measures dbt,
 Pairs are interleaved (bare, Mallard, bare, Mallard, ...), so machine drift hits both. Prints, per
 size, the medians, the ratio (target <= 1.2) and the seconds added per dbt node (target <= 0.02).
 The watcher sensor tasks that run after the build are not part of either figure. With
-`--count-xcom`, one more (untimed for the ratio) build counts and times the XCom pushes Cosmos's
-producer makes, by kind of key. Results: bench/results/dbt_overhead.json.
+`--count-xcom`, one more (untimed for the ratio) build counts and times the XCom pushes the build
+task makes, by kind of key. With `--with-cosmos-producer`, each pair gets a third build whose task
+is Cosmos's own producer class (before include/mallard/dbt_build_task.py). Results:
+bench/results/dbt_overhead.json.
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ with DAG(
 ) as dag:
     dbt_steps(dag, Path({dbt_dir!r}))
 """
+# --with-cosmos-producer: a second DAG, the same but for the build task's class: Cosmos's own
+# producer, which pushes every dbt event's XComs from dbt's threads (include/mallard/dbt_build_task.py).
+COSMOS_PRODUCER_DAG = """
+from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+with DAG(
+    {dag_id!r},
+    schedule=None,
+    start_date=dt.datetime(2024, 1, 1),
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=dbt_task_macros(asset_run_bound),
+) as cosmos_dag:
+    dbt_steps(cosmos_dag, Path({dbt_dir!r}))
+cosmos_dag.get_task({build_task!r}).__class__ = DbtProducerWatcherOperator
+"""
+COSMOS_DAG_ID = f"{DAG_ID}_cosmos_producer"
 
 
 # --count-xcom: the same DAG file, with Cosmos's XCom push wrapped to count and time each push by
@@ -133,10 +151,10 @@ def time_bare(dbt_project_dir: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def time_mallard(logical_date: str, env: dict[str, str], log: Path) -> float:
+def time_mallard(logical_date: str, env: dict[str, str], log: Path, dag_id: str = DAG_ID) -> float:
     """The build task's seconds, from the execution API's own log lines of this run: the task
     started (queued -> running) to its state set to success. (`tasks test` keeps no task instance.)"""
-    command = [str(Path(sys.executable).with_name("airflow")), "tasks", "test", DAG_ID, BUILD_TASK, logical_date]
+    command = [str(Path(sys.executable).with_name("airflow")), "tasks", "test", dag_id, BUILD_TASK, logical_date]
     offset = log.stat().st_size if log.exists() else 0
     with log.open("a") as output:
         subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True, stdout=output, stderr=subprocess.STDOUT)
@@ -155,7 +173,13 @@ def _log_time(line: str) -> dt.datetime:
 
 
 def bench_size(
-    models: int, pairs: int, rows: int, scratch: Path, env: dict[str, str], count_xcom: bool = False
+    models: int,
+    pairs: int,
+    rows: int,
+    scratch: Path,
+    env: dict[str, str],
+    count_xcom: bool = False,
+    with_cosmos_producer: bool = False,
 ) -> dict[str, Any]:
     root = scratch / f"models_{models}"
     project = generate_project(root, sources=max(5, models // 20), models=models)
@@ -165,7 +189,12 @@ def bench_size(
     nodes = dbt_nodes(project.dbt_project_dir)
     dags = root / "dags"
     dags.mkdir()
-    (dags / "bench_dbt.py").write_text(DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir)))
+    dag_file_text = DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir))
+    if with_cosmos_producer:
+        dag_file_text += COSMOS_PRODUCER_DAG.format(
+            dag_id=COSMOS_DAG_ID, dbt_dir=str(project.dbt_project_dir), build_task=BUILD_TASK
+        )
+    (dags / "bench_dbt.py").write_text(dag_file_text)
     size_env = env | {
         "MALLARD_WAREHOUSE_PATH": str(warehouse),
         "AIRFLOW_HOME": str(root / "airflow"),
@@ -179,20 +208,28 @@ def bench_size(
     print(f"  {models} models: {nodes} dbt nodes, {tables} raw tables of {rows} rows; warming up ...", flush=True)
     time_bare(project.dbt_project_dir, size_env)
     time_mallard("2024-01-01", size_env, log)
-    bare, mallard = [], []
+    if with_cosmos_producer:
+        time_mallard("2024-01-01", size_env, log, COSMOS_DAG_ID)
+    bare, mallard, cosmos = [], [], []
     for index in range(pairs):
         bare.append(time_bare(project.dbt_project_dir, size_env))
         mallard.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log))
-        print(f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s", flush=True)
+        line = f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s"
+        if with_cosmos_producer:
+            cosmos.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log, COSMOS_DAG_ID))
+            line += f", with Cosmos's producer {cosmos[-1]:.2f} s"
+        print(line, flush=True)
     bare_s, mallard_s = median(bare), median(mallard)
-    pushes = None
+    pushes: dict[str, Any] = {}
     if count_xcom:
         dag_file = dags / "bench_dbt.py"
         dag_file.write_text(XCOM_COUNTER + dag_file.read_text())
-        seconds = time_mallard(f"2024-02-{pairs + 2:02d}", size_env, log)
-        line = [line for line in log.read_text().splitlines() if line.startswith("XCOM_PUSHES ")][-1]
-        pushes = {**ast.literal_eval(line.removeprefix("XCOM_PUSHES ")), "task_seconds": round(seconds, 3)}
-        print(f"    XCom pushes in one build: {pushes}", flush=True)
+        counted = {"mallard": DAG_ID, **({"cosmos_producer": COSMOS_DAG_ID} if with_cosmos_producer else {})}
+        for which, dag_id in counted.items():
+            seconds = time_mallard(f"2024-02-{pairs + 2:02d}", size_env, log, dag_id)
+            line = [line for line in log.read_text().splitlines() if line.startswith("XCOM_PUSHES ")][-1]
+            pushes[which] = {**ast.literal_eval(line.removeprefix("XCOM_PUSHES ")), "task_seconds": round(seconds, 3)}
+            print(f"    XCom pushes in one build ({which}): {pushes[which]}", flush=True)
     return {
         "models": project.models,
         "dbt_nodes": nodes,
@@ -202,7 +239,9 @@ def bench_size(
         "mallard_median": round(mallard_s, 3),
         "ratio": ratio(mallard_s, bare_s),
         "added_per_node_seconds": round((mallard_s - bare_s) / nodes, 4),
-        "xcom_pushes": pushes,
+        "cosmos_producer_seconds": [round(v, 3) for v in cosmos],
+        "cosmos_producer_ratio": ratio(median(cosmos), bare_s) if cosmos else None,
+        "xcom_pushes": pushes or None,
         "log": str(log),
     }
 
@@ -214,19 +253,26 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and logs")
     parser.add_argument("--count-xcom", action="store_true", help="one more build, counting Cosmos's XCom pushes")
+    parser.add_argument(
+        "--with-cosmos-producer",
+        action="store_true",
+        help="a third build per pair with Cosmos's own producer class (Mallard's before/after)",
+    )
     args = parser.parse_args()
     env = prepare_environment()
     results = []
     scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-dbt-"))
     try:
         for models in args.models:
-            results.append(bench_size(models, args.pairs, args.rows, scratch, env, args.count_xcom))
+            results.append(
+                bench_size(models, args.pairs, args.rows, scratch, env, args.count_xcom, args.with_cosmos_producer)
+            )
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
     print_rows(
         "One `dbt build`: Mallard's Airflow task vs bare dbt (median seconds, interleaved pairs)",
-        ("models", "dbt nodes", "bare s", "Mallard task s", "ratio", "added s/node"),
+        ("models", "dbt nodes", "bare s", "Mallard task s", "ratio", "added s/node", "Cosmos producer ratio"),
         [
             (
                 r["models"],
@@ -235,6 +281,7 @@ def main() -> int:
                 r["mallard_median"],
                 r["ratio"],
                 r["added_per_node_seconds"],
+                r["cosmos_producer_ratio"] if r["cosmos_producer_ratio"] is not None else "-",
             )
             for r in results
         ],

@@ -42,6 +42,7 @@ from cosmos import (
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
 
 from include.mallard.assets import export_warehouse_path_for_cosmos
+from include.mallard.dbt_build_task import MallardDbtBuildOperator
 from include.mallard.dbt_project import (
     PROFILE_TARGET,
     check_manifest_is_fresh,
@@ -186,6 +187,7 @@ def build_dbt_group(
         },
         **task_group_kwargs,
     )
+    MallardDbtBuildOperator.use_for(_group_task(group, PRODUCER_WATCHER_TASK_ID))
     _watch_after_build(group)
     from cosmos.operators.watcher import DbtSourceWatcherOperator
 

@@ -155,3 +155,31 @@ def test_each_load_records_an_asset_event_per_raw_table_named_as_cosmos_names_th
     # What is left are Cosmos's model Assets: in the same namespace, the absolute warehouse path.
     models = {name for name in by_name if name.endswith(("/marts/orders", "/marts/customers"))}
     assert models == {table_uri(warehouse, "marts", "orders"), table_uri(warehouse, "marts", "customers")}, by_name
+
+
+# --- The dbt build task's node reports (issue 15) -----------------------------------------------
+
+
+def test_the_build_task_left_one_finished_report_per_dbt_node(warehouse):
+    """Pushed off dbt's threads and only for `NodeFinished`: each node's report is its final state."""
+    import sqlite3
+
+    from include.mallard.dbt_group import BUILD_TASK_ID
+
+    with sqlite3.connect(warehouse.parent / "airflow" / "airflow.db") as db:
+        rows = db.execute("select key, value from xcom where task_id = ?", [BUILD_TASK_ID]).fetchall()
+    values = {key: json.loads(value) for key, value in rows}
+    events = {key.removesuffix("_dbt_event"): value for key, value in values.items() if key.endswith("_dbt_event")}
+    statuses = {
+        key: value for key, value in values.items() if key.endswith("_status") and isinstance(value, dict)
+    }
+    tests = {key: value for key, value in values.items() if key.endswith("_tests_status")}
+    nodes = {uid.replace(".", "__") for (uid,) in query(warehouse, "select unique_id from mallard_meta.dbt_nodes")}
+    assert events.keys() == nodes and len(nodes) >= 20
+    for node, event in events.items():
+        assert event["status"] in {"success", "pass"}, (node, event)
+        assert event["start_time"] and event["finish_time"], (node, event)
+    # Models and seeds report a status for their watcher; tests report through their model.
+    assert statuses and {status["status"] for status in statuses.values()} == {"success"}
+    assert tests and set(tests.values()) == {"pass"}
+    assert values["task_status"] == "completed"

@@ -1,0 +1,117 @@
+"""The one `dbt build` task: Cosmos's watcher producer, reporting each node once and off dbt's threads.
+
+Cosmos's producer turns every dbt event into XCom pushes from inside dbt's callback, so dbt's
+threads wait for each push (~8 ms each through the execution API), one at a time behind a lock.
+At 100 models that was 1,622 pushes and 13.7 s of a 28 s task, against 9.3 s for the same build
+bare (docs/benchmarks.md, `bench/dbt_overhead.py --count-xcom`). Two changes, same results:
+
+- dbt's events go through a queue to one thread that runs Cosmos's own parser, in order, so dbt
+  does not wait; the build returns only once every event is handled, and a failed push fails it.
+- The `<node>_dbt_event` XCom is pushed for a node's `NodeFinished` only. Cosmos pushed it for
+  `NodeStart`, `NodeCompiling` and `NodeExecuting` too, under the same key, and its watcher
+  reads it once, when the node is over: the earlier three were always overwritten unread (and
+  Mallard's watchers start after the build). Their log lines are still written.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+# dbt events about a node still running, superseded by its `NodeFinished`.
+SUPERSEDED_NODE_EVENTS = frozenset({"NodeStart", "NodeCompiling", "NodeExecuting"})
+# Enough for a burst of events; when full, dbt waits rather than holding the whole log in memory.
+QUEUE_SIZE = 10_000
+
+ParseLine = Callable[[str, Any], None]
+
+
+def is_superseded_node_event(line: str) -> bool:
+    """True for a dbt JSON log line about a running node, which its `NodeFinished` replaces."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    info = event.get("info") if isinstance(event, dict) else None
+    return isinstance(info, dict) and info.get("name") in SUPERSEDED_NODE_EVENTS
+
+
+class EventRelay:
+    """Hands dbt's log lines to one thread that parses them in arrival order.
+
+    `submit` is safe from any number of dbt threads; `close` waits for every line and raises the
+    first error the parser raised (the rest are still parsed, so the log stays whole).
+    """
+
+    def __init__(self, parse: ParseLine) -> None:
+        self._parse = parse
+        self._lines: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mallard-dbt-events", daemon=True)
+        self._thread.start()
+
+    def submit(self, line: str, extra_kwargs: Any) -> None:
+        self._lines.put((line, extra_kwargs))
+
+    def close(self) -> None:
+        self._lines.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._lines.get()) is not None:
+            line, extra_kwargs = item
+            try:
+                if is_superseded_node_event(line):
+                    # Without a context Cosmos's parser logs the line and pushes nothing.
+                    self._parse(line, {**(extra_kwargs or {}), "context": None})
+                else:
+                    self._parse(line, extra_kwargs)
+            except BaseException as error:  # re-raised by close() in the task thread
+                if self._error is None:
+                    self._error = error
+
+
+class MallardDbtBuildOperator(DbtProducerWatcherOperator):
+    """Cosmos's `dbt build` producer with its node events relayed (module docstring).
+
+    Cosmos 1.15 has no setting for the producer's class (it derives it from the execution mode),
+    so `use_for(producer)` changes the class of the one producer it built; this class adds
+    methods only, no state set at construction.
+    """
+
+    _relay: EventRelay | None = None
+
+    def _make_parse_callable(self) -> ParseLine:
+        return self._relay.submit if self._relay is not None else super()._make_parse_callable()
+
+    def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
+        with self._relayed_events():
+            return super().run_dbt_runner(command, env, cwd, **kwargs)
+
+    def run_subprocess(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
+        with self._relayed_events():
+            return super().run_subprocess(command, env, cwd, **kwargs)
+
+    @classmethod
+    def use_for(cls, producer: DbtProducerWatcherOperator) -> None:
+        """Make Cosmos's producer task this operator (the same task, id, arguments and links)."""
+        if type(producer) is not DbtProducerWatcherOperator:
+            raise TypeError(f"expected Cosmos's DbtProducerWatcherOperator, got {type(producer).__name__}")
+        producer.__class__ = cls
+
+    @contextmanager
+    def _relayed_events(self) -> Iterator[None]:
+        relay = self._relay = EventRelay(super()._make_parse_callable())
+        try:
+            yield
+        finally:
+            self._relay = None
+            relay.close()
