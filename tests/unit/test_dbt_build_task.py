@@ -9,9 +9,15 @@ import threading
 import pytest
 from cosmos.operators._watcher.base import store_dbt_resource_status_from_log
 
-from include.mallard.dbt_build_task import EventRelay, MallardDbtBuildOperator, is_superseded_node_event
+from include.mallard.dbt_build_task import (
+    EventRelay,
+    MallardDbtBuildOperator,
+    is_superseded_node_event,
+    pushing_watched_keys_only,
+)
 
 MODEL = "model.demo.stg_shop__orders"
+TEST = "test.demo.not_null_stg_shop__orders_order_id.1a2b3c"
 
 
 def dbt_line(event: str, status: str, unique_id: str = MODEL) -> str:
@@ -23,12 +29,12 @@ def dbt_line(event: str, status: str, unique_id: str = MODEL) -> str:
                 "node_info": {
                     "unique_id": unique_id,
                     "node_status": status,
-                    "resource_type": "model",
+                    "resource_type": unique_id.split(".")[0],
                     "node_path": "staging/shop/stg_shop__orders.sql",
                     "node_started_at": "2024-01-08T00:00:00",
-                    "node_finished_at": "2024-01-08T00:00:01" if status == "success" else "",
+                    "node_finished_at": "2024-01-08T00:00:01" if status in ("success", "pass") else "",
                 },
-                "run_result": {"message": "OK" if status == "success" else None},
+                "run_result": {"message": "OK" if status in ("success", "pass") else None},
             },
         }
     )
@@ -47,10 +53,11 @@ class RecordingTaskInstance:
         return None
 
 
-def cosmos_parser():
+def cosmos_parser(tests_per_model: dict[str, list[str]] | None = None):
+    """Cosmos's own parser of dbt's JSON log lines, bound as its producer binds it."""
     return functools.partial(
         store_dbt_resource_status_from_log,
-        tests_per_model={},
+        tests_per_model=tests_per_model or {},
         test_results_per_model={},
         model_outlet_uris={},
         dataset_namespace=None,
@@ -76,6 +83,27 @@ def test_a_node_is_reported_once_with_its_finished_event(tmp_path):
     event = ti.pushes[0][1]
     assert event["status"] == "success" and event["msg"] == "OK" and event["finish_time"]
     assert ti.pushes[1][1]["status"] == "success"
+
+
+def test_a_test_node_reports_only_through_its_model(tmp_path):
+    ti = RecordingTaskInstance()
+    parse = pushing_watched_keys_only(cosmos_parser({MODEL: [TEST]}))
+    extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
+    parse(dbt_line("NodeFinished", "success"), extra)
+    parse(dbt_line("NodeFinished", "pass", TEST), extra)
+    model_key = MODEL.replace(".", "__")
+    assert ti.pushes == [
+        (f"{model_key}_dbt_event", ti.pushes[0][1]),
+        (f"{model_key}_status", {"status": "success", "outlet_uris": []}),
+        (f"{model_key}_tests_status", "pass"),
+    ]
+
+
+def test_without_the_filter_cosmos_pushes_test_keys(tmp_path):
+    """The claim above depends on Cosmos's key names: its parser alone pushes the test's keys."""
+    ti = RecordingTaskInstance()
+    cosmos_parser({MODEL: [TEST]})(dbt_line("NodeFinished", "pass", TEST), {"context": {"ti": ti}})
+    assert any(key.startswith("test__demo__not_null") for key, _ in ti.pushes), ti.pushes
 
 
 def test_superseded_events_are_still_parsed_without_a_context():
