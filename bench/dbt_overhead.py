@@ -16,10 +16,13 @@ tables created directly in a DuckDB file (`--rows` rows each: this measures dbt,
 Pairs are interleaved (bare, Mallard, bare, Mallard, ...), so machine drift hits both. Prints, per
 size, the medians, the ratio (target <= 1.2) and the seconds added per dbt node (target <= 0.02).
 The watcher sensor tasks that run after the build are not part of either figure. With
-`--count-xcom`, one more (untimed for the ratio) build counts and times the XCom pushes the build
-task makes, by kind of key. With `--with-cosmos-producer`, each pair gets a third build whose task
-is Cosmos's own producer class (before include/mallard/dbt_build_task.py). Results:
-bench/results/dbt_overhead.json.
+`--count-xcom`, one more (untimed for the ratio) `airflow tasks test` build per DAG counts and times
+the XCom pushes the build task makes (at the task instance: what reaches the execution API), by
+kind of key. `--scheduler` times the build task under the real scheduler instead (a private stack,
+LocalExecutor: the execution API runs in the api-server, not in the task's process, as it does
+under `tasks test`; the task instance's start and end dates). With `--with-cosmos-producer`, each
+pair gets a third build whose task is Cosmos's own producer class (before
+include/mallard/dbt_build_task.py). Results: bench/results/dbt_overhead.json.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,25 +91,24 @@ COSMOS_DAG_ID = f"{DAG_ID}_cosmos_producer"
 # kind of key (`<node>_dbt_event`, `<node>_status`, `<node>_compiled_sql`, ...). Only for that one
 # extra run: the timed runs use the plain file.
 XCOM_COUNTER = """import atexit, sys, time
-import cosmos.operators._watcher.base as _base
-import cosmos.operators._watcher.state as _state
-import cosmos.operators.watcher as _watcher
+from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as _TaskInstance
 
 _pushes = {"count": 0, "seconds": 0.0, "by_kind": {}}
-_push = _state.safe_xcom_push
+_push = _TaskInstance.xcom_push
 
 
-def _counted(task_instance, key, value):
+def _counted(self, key, value):
     started = time.perf_counter()
-    _push(task_instance=task_instance, key=key, value=value)
+    _push(self, key=key, value=value)
     _pushes["count"] += 1
     _pushes["seconds"] += time.perf_counter() - started
     suffixes = ("_tests_status", "_dbt_event", "_compiled_sql", "_status")
     kind = next((suffix for suffix in suffixes if "__" in key and key.endswith(suffix)), key)
+    kind = ("test " if key.startswith("test__") else "") + kind
     _pushes["by_kind"][kind] = _pushes["by_kind"].get(kind, 0) + 1
 
 
-_base.safe_xcom_push = _watcher.safe_xcom_push = _counted
+_TaskInstance.xcom_push = _counted
 atexit.register(lambda: print("XCOM_PUSHES " + repr(_pushes), file=sys.stderr, flush=True))
 """
 
@@ -172,6 +176,39 @@ def _log_time(line: str) -> dt.datetime:
     return dt.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
 
 
+@contextmanager
+def build_timer(
+    root: Path, dags: Path, env: dict[str, str], dag_ids: tuple[str, ...], scheduler: bool
+) -> Iterator[Callable[[str, str], float]]:
+    """A function (dag id, logical date) -> seconds of one run of the DAG's build task.
+
+    Default: `airflow tasks test` (the execution API runs inside the task's process). With
+    `scheduler`: a private stack (scripts/airflow_stack.py, LocalExecutor; the execution API in
+    the api-server), a triggered run, the build task instance's start to end from the REST API.
+    """
+    log = root / "airflow.log"
+    if not scheduler:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        yield lambda dag_id, logical_date: time_mallard(logical_date, env, log, dag_id)
+        return
+    from bench.e2e import Stack
+    from tests.e2e.airflow_api import wait_for_run
+
+    with Stack(root / "stack", dags, wait_for=dag_ids) as stack:
+
+        def run_build(dag_id: str, logical_date: str) -> float:
+            run = stack.api.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": f"{logical_date}T00:00:00Z"})
+            stack.api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+            run = wait_for_run(stack.api, dag_id, run["dag_run_id"], timeout=3600)
+            ti = stack.api.call("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/{BUILD_TASK}")
+            if run["state"] != "success" or ti["state"] != "success":
+                raise RuntimeError(f"{dag_id} run {run['dag_run_id']}: {run['state']}; logs: {stack.stack.home}/logs")
+            return (_log_time(ti["end_date"]) - _log_time(ti["start_date"])).total_seconds()
+
+        yield run_build
+
+
 def bench_size(
     models: int,
     pairs: int,
@@ -180,16 +217,20 @@ def bench_size(
     env: dict[str, str],
     count_xcom: bool = False,
     with_cosmos_producer: bool = False,
+    scheduler: bool = False,
 ) -> dict[str, Any]:
     root = scratch / f"models_{models}"
     project = generate_project(root, sources=max(5, models // 20), models=models)
-    warehouse = root / "warehouse.duckdb"
+    # Under the scheduler, where bench.e2e.Stack points the stack's warehouse.
+    warehouse = root / "stack" / "warehouse" / "mallard.duckdb" if scheduler else root / "warehouse.duckdb"
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
     tables = create_raw_tables(warehouse, project.dbt_project_dir, rows)
     build_manifest(project.dbt_project_dir)
     nodes = dbt_nodes(project.dbt_project_dir)
     dags = root / "dags"
     dags.mkdir()
     dag_file_text = DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir))
+    dag_ids = (DAG_ID, COSMOS_DAG_ID) if with_cosmos_producer else (DAG_ID,)
     if with_cosmos_producer:
         dag_file_text += COSMOS_PRODUCER_DAG.format(
             dag_id=COSMOS_DAG_ID, dbt_dir=str(project.dbt_project_dir), build_task=BUILD_TASK
@@ -201,38 +242,28 @@ def bench_size(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__COSMOS__CACHE_DIR": str(root / "cosmos-cache"),
     }
-    log = root / "airflow.log"
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=size_env, check=True, capture_output=True
-    )
     print(f"  {models} models: {nodes} dbt nodes, {tables} raw tables of {rows} rows; warming up ...", flush=True)
-    time_bare(project.dbt_project_dir, size_env)
-    time_mallard("2024-01-01", size_env, log)
-    if with_cosmos_producer:
-        time_mallard("2024-01-01", size_env, log, COSMOS_DAG_ID)
     bare, mallard, cosmos = [], [], []
-    for index in range(pairs):
-        bare.append(time_bare(project.dbt_project_dir, size_env))
-        mallard.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log))
-        line = f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s"
-        if with_cosmos_producer:
-            cosmos.append(time_mallard(f"2024-01-{index + 2:02d}", size_env, log, COSMOS_DAG_ID))
-            line += f", with Cosmos's producer {cosmos[-1]:.2f} s"
-        print(line, flush=True)
-    bare_s, mallard_s = median(bare), median(mallard)
     pushes: dict[str, Any] = {}
+    with build_timer(root, dags, size_env, dag_ids, scheduler) as run_build:
+        time_bare(project.dbt_project_dir, size_env)
+        for dag_id in dag_ids:
+            run_build(dag_id, "2024-01-01")
+        for index in range(pairs):
+            bare.append(time_bare(project.dbt_project_dir, size_env))
+            mallard.append(run_build(DAG_ID, f"2024-01-{index + 2:02d}"))
+            line = f"    pair {index + 1}/{pairs}: bare {bare[-1]:.2f} s, Mallard task {mallard[-1]:.2f} s"
+            if with_cosmos_producer:
+                cosmos.append(run_build(COSMOS_DAG_ID, f"2024-01-{index + 2:02d}"))
+                line += f", with Cosmos's producer {cosmos[-1]:.2f} s"
+            print(line, flush=True)
     if count_xcom:
-        dag_file = dags / "bench_dbt.py"
-        dag_file.write_text(XCOM_COUNTER + dag_file.read_text())
-        counted = {"mallard": DAG_ID, **({"cosmos_producer": COSMOS_DAG_ID} if with_cosmos_producer else {})}
-        for which, dag_id in counted.items():
-            seconds = time_mallard(f"2024-02-{pairs + 2:02d}", size_env, log, dag_id)
-            line = [line for line in log.read_text().splitlines() if line.startswith("XCOM_PUSHES ")][-1]
-            pushes[which] = {**ast.literal_eval(line.removeprefix("XCOM_PUSHES ")), "task_seconds": round(seconds, 3)}
-            print(f"    XCom pushes in one build ({which}): {pushes[which]}", flush=True)
+        pushes = count_pushes(root, dags, size_env, dag_ids, pairs)
+    bare_s, mallard_s = median(bare), median(mallard)
     return {
         "models": project.models,
         "dbt_nodes": nodes,
+        "under": "scheduler" if scheduler else "airflow tasks test",
         "bare_seconds": [round(v, 3) for v in bare],
         "mallard_seconds": [round(v, 3) for v in mallard],
         "bare_median": round(bare_s, 3),
@@ -242,8 +273,25 @@ def bench_size(
         "cosmos_producer_seconds": [round(v, 3) for v in cosmos],
         "cosmos_producer_ratio": ratio(median(cosmos), bare_s) if cosmos else None,
         "xcom_pushes": pushes or None,
-        "log": str(log),
+        "log": str(root / "airflow.log"),
     }
+
+
+def count_pushes(root: Path, dags: Path, env: dict[str, str], dag_ids: tuple[str, ...], pairs: int) -> dict[str, Any]:
+    """One more `airflow tasks test` build per DAG with the XCom counter: pushes by kind, their seconds."""
+    dag_file = dags / "bench_dbt.py"
+    dag_file.write_text(XCOM_COUNTER + dag_file.read_text())
+    log = root / "airflow.log"
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    pushes = {}
+    for dag_id in dag_ids:
+        seconds = time_mallard(f"2024-02-{pairs + 2:02d}", env, log, dag_id)
+        line = [line for line in log.read_text().splitlines() if line.startswith("XCOM_PUSHES ")][-1]
+        which = "mallard" if dag_id == DAG_ID else "cosmos_producer"
+        pushes[which] = {**ast.literal_eval(line.removeprefix("XCOM_PUSHES ")), "task_seconds": round(seconds, 3)}
+        print(f"    XCom pushes in one build ({which}): {pushes[which]}", flush=True)
+    return pushes
 
 
 def main() -> int:
@@ -258,6 +306,11 @@ def main() -> int:
         action="store_true",
         help="a third build per pair with Cosmos's own producer class (Mallard's before/after)",
     )
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="time the build task under the real scheduler (a private stack) instead of `airflow tasks test`",
+    )
     args = parser.parse_args()
     env = prepare_environment()
     results = []
@@ -265,7 +318,16 @@ def main() -> int:
     try:
         for models in args.models:
             results.append(
-                bench_size(models, args.pairs, args.rows, scratch, env, args.count_xcom, args.with_cosmos_producer)
+                bench_size(
+                    models,
+                    args.pairs,
+                    args.rows,
+                    scratch,
+                    env,
+                    args.count_xcom,
+                    args.with_cosmos_producer,
+                    args.scheduler,
+                )
             )
     finally:
         if not args.keep:

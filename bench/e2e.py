@@ -383,11 +383,13 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
 class Stack:
     """A private stack (scripts/airflow_stack.py) on `root`, with the REST helpers of tests/e2e."""
 
-    def __init__(self, root: Path, dags_dir: Path) -> None:
+    def __init__(self, root: Path, dags_dir: Path, wait_for: tuple[str, ...] = (DAG_ID,)) -> None:
+        """`wait_for`: the DAGs that must be parsed before the stack counts as ready."""
         from scripts.airflow_stack import StackConfig, free_port
 
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        self.wait_for = wait_for
         self.warehouse = root / "warehouse" / "mallard.duckdb"
         self.config = StackConfig(
             airflow_home=root / "airflow",
@@ -414,7 +416,8 @@ class Stack:
         self.stack = self._context.__enter__()
         try:
             self.api = Api(self.stack)
-            wait_for_dag(self.api, DAG_ID, timeout=300.0)
+            for dag_id in self.wait_for:
+                wait_for_dag(self.api, dag_id, timeout=300.0)
         except BaseException:
             self._context.__exit__(*sys.exc_info())
             raise
