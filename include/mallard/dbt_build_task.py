@@ -7,14 +7,16 @@ bare (docs/benchmarks.md, `bench/dbt_overhead.py --count-xcom`). Two changes, sa
 
 - dbt's events go through a queue to one thread that runs Cosmos's own parser, in order, so dbt
   does not wait; the build returns only once every event is handled, and a failed push fails it.
-- Only what a watcher reads is pushed. The `<node>_dbt_event` XCom goes out for a node's
+- Only what a watcher reads is pushed, once. The `<node>_dbt_event` XCom goes out for a node's
   `NodeFinished` only: Cosmos pushed it for `NodeStart`, `NodeCompiling` and `NodeExecuting` too,
   under the same key, and its watcher reads it once, when the node is over, so the earlier three
   were always overwritten unread (and Mallard's watchers start after the build). Keys of a test
   node are not pushed at all: a test task watches its model's keys (`<model>_tests_status`,
-  `<model>_dbt_event`), never the test's own. Every log line is still written.
+  `<model>_dbt_event`), never the test's own. A key is not pushed again with the value it holds.
+  Every log line is still written.
 
-At 100 models (305 nodes) that is 507 pushes instead of 1,622 (`bench/dbt_overhead.py`).
+At 100 models (305 nodes) that is about 400 pushes instead of 1,824 (`bench/dbt_overhead.py
+--count-xcom`).
 """
 
 from __future__ import annotations
@@ -50,30 +52,41 @@ def is_superseded_node_event(line: str) -> bool:
 
 
 class WatchedPushesOnly:
-    """The producer's task instance for Cosmos's parser, dropping the pushes of test-node keys.
+    """The producer's task instance for Cosmos's parser, without the pushes no watcher needs.
 
-    Everything else (pulls, other pushes, attributes) goes to the task instance itself.
+    Dropped: keys of a test node, and a value the key already holds (Cosmos pushes a node's
+    `_status`, `_compiled_sql` and its model's `_tests_status` for each of the two dbt events that
+    carry its final status: `LogModelResult`/`LogTestResult` and `NodeFinished`). Everything else
+    (pulls, other pushes, attributes) goes to the task instance itself.
     """
 
     def __init__(self, task_instance: Any) -> None:
         self._task_instance = task_instance
+        self._pushed: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any, **kwargs: Any) -> None:
-        if not key.startswith(TEST_NODE_KEY_PREFIX):
-            self._task_instance.xcom_push(key=key, value=value, **kwargs)
+        if key.startswith(TEST_NODE_KEY_PREFIX):
+            return
+        if key in self._pushed and self._pushed[key] == value:
+            return
+        self._task_instance.xcom_push(key=key, value=value, **kwargs)
+        self._pushed[key] = value
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task_instance, name)
 
 
 def pushing_watched_keys_only(parse: ParseLine) -> ParseLine:
-    """`parse`, with the context's task instance wrapped in `WatchedPushesOnly`."""
+    """`parse`, with the context's task instance wrapped in one `WatchedPushesOnly` for the build."""
+    wrapped: dict[int, WatchedPushesOnly] = {}
 
     def parse_line(line: str, extra_kwargs: Any) -> None:
         context = (extra_kwargs or {}).get("context")
         if context is not None and context.get("ti") is not None:
-            context = {**context, "ti": WatchedPushesOnly(context["ti"])}
-            extra_kwargs = {**extra_kwargs, "context": context}
+            task_instance = context["ti"]
+            # One wrapper per task instance, so it remembers what this build pushed.
+            pushes = wrapped.setdefault(id(task_instance), WatchedPushesOnly(task_instance))
+            extra_kwargs = {**extra_kwargs, "context": {**context, "ti": pushes}}
         parse(line, extra_kwargs)
 
     return parse_line

@@ -99,6 +99,39 @@ def test_a_test_node_reports_only_through_its_model(tmp_path):
     ]
 
 
+def test_a_status_reported_by_two_dbt_events_is_pushed_once(tmp_path):
+    compiled = tmp_path / "target" / "compiled" / "demo" / "models" / "staging" / "shop"
+    compiled.mkdir(parents=True)
+    (compiled / "stg_shop__orders.sql").write_text("select 1 as order_id")
+    ti = RecordingTaskInstance()
+    parse = pushing_watched_keys_only(cosmos_parser())
+    extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
+    parse(dbt_line("LogModelResult", "success"), extra)
+    parse(dbt_line("NodeFinished", "success"), extra)
+    model_key = MODEL.replace(".", "__")
+    assert [key for key, _ in ti.pushes] == [
+        f"{model_key}_status",
+        f"{model_key}_compiled_sql",
+        f"{model_key}_dbt_event",
+    ]
+    assert ti.pushes[1][1] == "select 1 as order_id"
+    # Cosmos alone pushes the status and the compiled SQL for each of the two events.
+    alone = RecordingTaskInstance()
+    for event in ("LogModelResult", "NodeFinished"):
+        cosmos_parser()(dbt_line(event, "success"), {"context": {"ti": alone}, "project_dir": str(tmp_path)})
+    assert [key for key, _ in alone.pushes].count(f"{model_key}_status") == 2
+
+
+def test_a_changed_value_is_pushed_again(tmp_path):
+    ti = RecordingTaskInstance()
+    parse = pushing_watched_keys_only(cosmos_parser())
+    extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
+    parse(dbt_line("NodeFinished", "success"), extra)
+    parse(dbt_line("NodeFinished", "error"), extra)
+    statuses = [value["status"] for key, value in ti.pushes if key.endswith("_status")]
+    assert statuses == ["success", "error"]
+
+
 def test_without_the_filter_cosmos_pushes_test_keys(tmp_path):
     """The claim above depends on Cosmos's key names: its parser alone pushes the test's keys."""
     ti = RecordingTaskInstance()
