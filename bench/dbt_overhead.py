@@ -58,30 +58,29 @@ from airflow.sdk import DAG
 from include.mallard.interval import asset_run_bound
 from include.mallard.run_steps import DEFAULT_ARGS, dbt_steps, dbt_task_macros
 
-# No interval (no conf, no triggering events): the incremental models build from all raw data,
-# the same work as the bare `dbt build`.
-with DAG(
-    {dag_id!r},
-    schedule=None,
-    start_date=dt.datetime(2024, 1, 1),
-    default_args=DEFAULT_ARGS,
-    user_defined_macros=dbt_task_macros(asset_run_bound),
-) as dag:
-    dbt_steps(dag, Path({dbt_dir!r}))
+
+def bench_dag(dag_id):
+    # No interval (no conf, no triggering events): the incremental models build from all raw
+    # data, the same work as the bare `dbt build`.
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=dt.datetime(2024, 1, 1),
+        default_args=DEFAULT_ARGS,
+        user_defined_macros=dbt_task_macros(asset_run_bound),
+    ) as dag:
+        dbt_steps(dag, Path({dbt_dir!r}))
+    return dag
+
+
+dag = bench_dag({dag_id!r})
 """
 # --with-cosmos-producer: a second DAG, the same but for the build task's class: Cosmos's own
 # producer, which pushes every dbt event's XComs from dbt's threads (include/mallard/dbt_build_task.py).
 COSMOS_PRODUCER_DAG = """
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
-with DAG(
-    {dag_id!r},
-    schedule=None,
-    start_date=dt.datetime(2024, 1, 1),
-    default_args=DEFAULT_ARGS,
-    user_defined_macros=dbt_task_macros(asset_run_bound),
-) as cosmos_dag:
-    dbt_steps(cosmos_dag, Path({dbt_dir!r}))
+cosmos_dag = bench_dag({dag_id!r})
 cosmos_dag.get_task({build_task!r}).__class__ = DbtProducerWatcherOperator
 """
 COSMOS_DAG_ID = f"{DAG_ID}_cosmos_producer"
@@ -232,9 +231,7 @@ def bench_size(
     dag_file_text = DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir))
     dag_ids = (DAG_ID, COSMOS_DAG_ID) if with_cosmos_producer else (DAG_ID,)
     if with_cosmos_producer:
-        dag_file_text += COSMOS_PRODUCER_DAG.format(
-            dag_id=COSMOS_DAG_ID, dbt_dir=str(project.dbt_project_dir), build_task=BUILD_TASK
-        )
+        dag_file_text += COSMOS_PRODUCER_DAG.format(dag_id=COSMOS_DAG_ID, build_task=BUILD_TASK)
     (dags / "bench_dbt.py").write_text(dag_file_text)
     size_env = env | {
         "MALLARD_WAREHOUSE_PATH": str(warehouse),
