@@ -84,6 +84,7 @@ cosmos_dag = bench_dag({dag_id!r})
 cosmos_dag.get_task({build_task!r}).__class__ = DbtProducerWatcherOperator
 """
 COSMOS_DAG_ID = f"{DAG_ID}_cosmos_producer"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 # --count-xcom: the same DAG file, with Cosmos's XCom push wrapped to count and time each push by
@@ -154,10 +155,14 @@ def time_bare(dbt_project_dir: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def migrate_metadata_db(env: dict[str, str]) -> None:
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+
+
 def time_mallard(logical_date: str, env: dict[str, str], log: Path, dag_id: str = DAG_ID) -> float:
     """The build task's seconds, from the execution API's own log lines of this run: the task
     started (queued -> running) to its state set to success. (`tasks test` keeps no task instance.)"""
-    command = [str(Path(sys.executable).with_name("airflow")), "tasks", "test", dag_id, BUILD_TASK, logical_date]
+    command = [AIRFLOW, "tasks", "test", dag_id, BUILD_TASK, logical_date]
     offset = log.stat().st_size if log.exists() else 0
     with log.open("a") as output:
         subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True, stdout=output, stderr=subprocess.STDOUT)
@@ -187,8 +192,7 @@ def build_timer(
     """
     log = root / "airflow.log"
     if not scheduler:
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        migrate_metadata_db(env)
         yield lambda dag_id, logical_date: time_mallard(logical_date, env, log, dag_id)
         return
     from bench.e2e import Stack
@@ -279,8 +283,7 @@ def count_pushes(root: Path, dags: Path, env: dict[str, str], dag_ids: tuple[str
     dag_file = dags / "bench_dbt.py"
     dag_file.write_text(XCOM_COUNTER + dag_file.read_text())
     log = root / "airflow.log"
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_metadata_db(env)  # under --scheduler, this AIRFLOW_HOME is new; else a no-op
     pushes = {}
     for dag_id in dag_ids:
         seconds = time_mallard(f"2024-02-{pairs + 2:02d}", env, log, dag_id)

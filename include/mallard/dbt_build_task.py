@@ -1,22 +1,22 @@
 """The one `dbt build` task: Cosmos's watcher producer, reporting each node once and off dbt's threads.
 
-Cosmos's producer turns every dbt event into XCom pushes from inside dbt's callback, so dbt's
-threads wait for each push (~8 ms each through the execution API), one at a time behind a lock.
-At 100 models that was 1,622 pushes and 13.7 s of a 28 s task, against 9.3 s for the same build
-bare (docs/benchmarks.md, `bench/dbt_overhead.py --count-xcom`). Two changes, same results:
+Cosmos's producer turns dbt's events into XCom pushes from inside dbt's callback, so dbt's threads
+wait for each push (a round trip through the execution API), one at a time behind a lock: at 100
+models, 1,824 pushes and 32 s of a 59 s task (docs/benchmarks.md, `bench/dbt_overhead.py`). Two
+changes, same results for every watcher:
 
 - dbt's events go through a queue to one thread that runs Cosmos's own parser, in order, so dbt
   does not wait; the build returns only once every event is handled, and a failed push fails it.
-- Only what a watcher reads is pushed, once. The `<node>_dbt_event` XCom goes out for a node's
-  `NodeFinished` only: Cosmos pushed it for `NodeStart`, `NodeCompiling` and `NodeExecuting` too,
-  under the same key, and its watcher reads it once, when the node is over, so the earlier three
-  were always overwritten unread (and Mallard's watchers start after the build). Keys of a test
-  node are not pushed at all: a test task watches its model's keys (`<model>_tests_status`,
-  `<model>_dbt_event`), never the test's own. A key is not pushed again with the value it holds.
-  Every log line is still written.
+- Only what a watcher reads is pushed, once (`watched_pushes_only`). The `<node>_dbt_event` XCom
+  goes out for a node's `NodeFinished` only: Cosmos pushed it for `NodeStart`, `NodeCompiling`
+  and `NodeExecuting` too, under the same key, and its watcher reads it once, when the node is
+  over, so the earlier three were always overwritten unread (and Mallard's watchers start after
+  the build). Keys of a test node are not pushed at all: a test task watches its model's keys
+  (`<model>_tests_status`, `<model>_dbt_event`), never the test's own. A key is not pushed again
+  with the value it holds. Every log line is still written.
 
-At 100 models (305 nodes) that is about 400 pushes instead of 1,824 (`bench/dbt_overhead.py
---count-xcom`).
+That is 404 pushes at 100 models instead of 1,824. Only the in-process dbt runner (Mallard's
+`InvocationMode.DBT_RUNNER`) is relayed; a subprocess invocation keeps Cosmos's own path.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from cosmos.operators.watcher import DbtProducerWatcherOperator
@@ -76,17 +75,24 @@ class WatchedPushesOnly:
         return getattr(self._task_instance, name)
 
 
-def pushing_watched_keys_only(parse: ParseLine) -> ParseLine:
-    """`parse`, with the context's task instance wrapped in one `WatchedPushesOnly` for the build."""
+def watched_pushes_only(parse: ParseLine) -> ParseLine:
+    """`parse` (Cosmos's parser) pushing only what a watcher reads: see the module docstring.
+
+    A running node's event is parsed without a context (Cosmos's parser then logs it and pushes
+    nothing); any other line with the task instance wrapped in one `WatchedPushesOnly` per build.
+    """
     wrapped: dict[int, WatchedPushesOnly] = {}
 
     def parse_line(line: str, extra_kwargs: Any) -> None:
+        if is_superseded_node_event(line):
+            parse(line, {**(extra_kwargs or {}), "context": None})
+            return
         context = (extra_kwargs or {}).get("context")
         if context is not None and context.get("ti") is not None:
             task_instance = context["ti"]
-            # One wrapper per task instance, so it remembers what this build pushed.
-            pushes = wrapped.setdefault(id(task_instance), WatchedPushesOnly(task_instance))
-            extra_kwargs = {**extra_kwargs, "context": {**context, "ti": pushes}}
+            if id(task_instance) not in wrapped:
+                wrapped[id(task_instance)] = WatchedPushesOnly(task_instance)
+            extra_kwargs = {**extra_kwargs, "context": {**context, "ti": wrapped[id(task_instance)]}}
         parse(line, extra_kwargs)
 
     return parse_line
@@ -119,11 +125,7 @@ class EventRelay:
         while (item := self._lines.get()) is not None:
             line, extra_kwargs = item
             try:
-                if is_superseded_node_event(line):
-                    # Without a context Cosmos's parser logs the line and pushes nothing.
-                    self._parse(line, {**(extra_kwargs or {}), "context": None})
-                else:
-                    self._parse(line, extra_kwargs)
+                self._parse(line, extra_kwargs)
             except BaseException as error:  # re-raised by close() in the task thread
                 if self._error is None:
                     self._error = error
@@ -143,12 +145,12 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator):
         return self._relay.submit if self._relay is not None else super()._make_parse_callable()
 
     def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
-        with self._relayed_events():
+        relay = self._relay = EventRelay(watched_pushes_only(super()._make_parse_callable()))
+        try:
             return super().run_dbt_runner(command, env, cwd, **kwargs)
-
-    def run_subprocess(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
-        with self._relayed_events():
-            return super().run_subprocess(command, env, cwd, **kwargs)
+        finally:
+            self._relay = None
+            relay.close()
 
     @classmethod
     def use_for(cls, producer: DbtProducerWatcherOperator) -> None:
@@ -156,12 +158,3 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator):
         if type(producer) is not DbtProducerWatcherOperator:
             raise TypeError(f"expected Cosmos's DbtProducerWatcherOperator, got {type(producer).__name__}")
         producer.__class__ = cls
-
-    @contextmanager
-    def _relayed_events(self) -> Iterator[None]:
-        relay = self._relay = EventRelay(pushing_watched_keys_only(super()._make_parse_callable()))
-        try:
-            yield
-        finally:
-            self._relay = None
-            relay.close()

@@ -13,7 +13,7 @@ from include.mallard.dbt_build_task import (
     EventRelay,
     MallardDbtBuildOperator,
     is_superseded_node_event,
-    pushing_watched_keys_only,
+    watched_pushes_only,
 )
 
 MODEL = "model.demo.stg_shop__orders"
@@ -68,7 +68,7 @@ def cosmos_parser(tests_per_model: dict[str, list[str]] | None = None):
 
 def test_a_node_is_reported_once_with_its_finished_event(tmp_path):
     ti = RecordingTaskInstance()
-    relay = EventRelay(cosmos_parser())
+    relay = EventRelay(watched_pushes_only(cosmos_parser()))
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     for event, status in [
         ("NodeStart", "started"),
@@ -87,7 +87,7 @@ def test_a_node_is_reported_once_with_its_finished_event(tmp_path):
 
 def test_a_test_node_reports_only_through_its_model(tmp_path):
     ti = RecordingTaskInstance()
-    parse = pushing_watched_keys_only(cosmos_parser({MODEL: [TEST]}))
+    parse = watched_pushes_only(cosmos_parser({MODEL: [TEST]}))
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("NodeFinished", "success"), extra)
     parse(dbt_line("NodeFinished", "pass", TEST), extra)
@@ -104,7 +104,7 @@ def test_a_status_reported_by_two_dbt_events_is_pushed_once(tmp_path):
     compiled.mkdir(parents=True)
     (compiled / "stg_shop__orders.sql").write_text("select 1 as order_id")
     ti = RecordingTaskInstance()
-    parse = pushing_watched_keys_only(cosmos_parser())
+    parse = watched_pushes_only(cosmos_parser())
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("LogModelResult", "success"), extra)
     parse(dbt_line("NodeFinished", "success"), extra)
@@ -124,7 +124,7 @@ def test_a_status_reported_by_two_dbt_events_is_pushed_once(tmp_path):
 
 def test_a_changed_value_is_pushed_again(tmp_path):
     ti = RecordingTaskInstance()
-    parse = pushing_watched_keys_only(cosmos_parser())
+    parse = watched_pushes_only(cosmos_parser())
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("NodeFinished", "success"), extra)
     parse(dbt_line("NodeFinished", "error"), extra)
@@ -144,15 +144,16 @@ def test_superseded_events_are_still_parsed_without_a_context():
 
     def parse(line: str, extra: dict) -> None:
         name = json.loads(line)["info"]["name"] if line.startswith("{") else "text"
-        seen.append((name, extra["context"]))
+        task_instance = extra["context"] and extra["context"]["ti"]._task_instance
+        seen.append((name, task_instance))
 
-    relay = EventRelay(parse)
-    context = {"ti": object()}
-    relay.submit(dbt_line("NodeStart", "started"), {"context": context})
-    relay.submit(dbt_line("NodeFinished", "success"), {"context": context})
-    relay.submit("not json: a line some library printed", {"context": context})
+    relay = EventRelay(watched_pushes_only(parse))
+    ti = RecordingTaskInstance()
+    relay.submit(dbt_line("NodeStart", "started"), {"context": {"ti": ti}})
+    relay.submit(dbt_line("NodeFinished", "success"), {"context": {"ti": ti}})
+    relay.submit("not json: a line some library printed", {"context": {"ti": ti}})
     relay.close()
-    assert seen == [("NodeStart", None), ("NodeFinished", context), ("text", context)]
+    assert seen == [("NodeStart", None), ("NodeFinished", ti), ("text", ti)]
 
 
 @pytest.mark.parametrize(
