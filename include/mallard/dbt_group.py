@@ -155,7 +155,8 @@ def build_dbt_group(
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
-            # A test on two models (relationships) is watched by the test task of each model.
+            # A test on two models (relationships) is watched by the test task of each model. No
+            # task watches a test's own keys, so the build task does not push them (dbt_build_task).
             should_detach_multiple_parents_tests=False,
             # Only with a freshness rule: otherwise every build would start with an empty
             # `dbt source freshness`.
