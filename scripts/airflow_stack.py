@@ -1,6 +1,7 @@
 """A local Airflow stack without Docker: the twin of `astro dev start`.
 
-    python scripts/airflow_stack.py start [--port 8080] [--airflow-home PATH]
+    python scripts/airflow_stack.py start [--port 8080] [--airflow-home PATH] [--dags-folder PATH]
+    python scripts/airflow_stack.py start --executor celery [--workers 2]
     python scripts/airflow_stack.py stop [--airflow-home PATH]
     python scripts/airflow_stack.py apply-settings [--airflow-home PATH] [--settings FILE]
 
@@ -15,6 +16,19 @@ Network: the api-server binds 127.0.0.1. The scheduler and the triggerer run wit
 no host setting; every component shares AIRFLOW_HOME/logs, so the UI reads task logs from the files.
 After start-up the stack checks that no process of it listens beyond loopback, and stops if one does.
 
+`--executor celery` runs the CeleryExecutor instead, which cannot use SQLite. Under
+AIRFLOW_HOME/stack it starts a private PostgreSQL cluster (initdb on the first start, pg_ctl) with
+the metadata database `airflow` and a warehouse database `mallard`, whose URI every Airflow process
+gets as connection `mallard_warehouse_prod` (AIRFLOW_CONN_MALLARD_WAREHOUSE_PROD) and which is
+printed and kept in the state file; redis-server as the broker (the result backend is the
+metadata database); and N `airflow celery worker` processes. Each worker has its own celery
+hostname (`worker1@mallard`), task-instance hostname (`mallard-worker1`, through
+`[core] hostname_callable`), HOME, TMPDIR, MALLARD_WORK_DIR and Cosmos cache, so that workers share
+no local storage except AIRFLOW_HOME/logs: their log servers are off, as the scheduler's are, so
+the UI reads task logs from the files. PostgreSQL and Redis listen on free ports of 127.0.0.1 only,
+with passwords. As root, PostgreSQL runs as the `postgres` user (it refuses root), which must be
+able to reach AIRFLOW_HOME/stack.
+
 Linux only: processes are found through /proc. Standard library plus PyYAML.
 """
 
@@ -25,6 +39,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +51,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -51,15 +67,22 @@ DEFAULT_PORT = 8080
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STATE_FILE_NAME = "stack.json"
 
-# Start order; stop order is scheduler first (no new task starts), api-server last (running
-# tasks report their final state through it while they shut down).
+# Start order; stop order is scheduler first (no new task starts), then the Celery workers, then
+# the api-server with the rest (running tasks report their final state through it while they shut
+# down), Redis after every Airflow process, and PostgreSQL last.
 COMPONENTS: dict[str, list[str]] = {
     "api-server": ["api-server"],  # host and port come from [api] in the environment
     "dag-processor": ["dag-processor"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
-STOP_FIRST = "scheduler"
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+REDIS = "redis"
+WORKER_PREFIX = "worker"  # Celery workers are components worker1, worker2, ...
+DEFAULT_WORKERS = 2
+DEFAULT_WORKER_CONCURRENCY = 2  # task processes per worker: each is a full Python with Airflow
+WAREHOUSE_CONN_ID = "mallard_warehouse_prod"
+HOSTNAME_ENV = "MALLARD_STACK_HOSTNAME"  # read by stack_hostname(), set per worker
 
 
 class StackError(RuntimeError):
@@ -326,6 +349,252 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# The Celery stack's services: a private PostgreSQL cluster and Redis, under AIRFLOW_HOME/stack
+# --------------------------------------------------------------------------------------------
+
+
+class ServiceUnavailable(StackError):
+    """A program (or user) the Celery stack needs is not on this machine."""
+
+
+def _major_version(pg_ctl: Path) -> int:
+    version = pg_ctl.parts[-3]  # /usr/lib/postgresql/<major>/bin/pg_ctl
+    return int(version) if version.isdigit() else 0
+
+
+def _postgres_bindir() -> Path:
+    """The folder of initdb, pg_ctl and psql: PATH first, else Debian's newest /usr/lib/postgresql/<major>/bin."""
+    candidates = [Path(found)] if (found := shutil.which("pg_ctl")) else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=_major_version, reverse=True)
+    for pg_ctl in candidates:
+        if (pg_ctl.resolve().parent / "initdb").is_file():
+            return pg_ctl.resolve().parent
+    raise ServiceUnavailable("PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)")
+
+
+def _postgres_owner() -> tuple[list[str], tuple[int, int] | None]:
+    """How to run PostgreSQL's server programs: as root, as the `postgres` user (the server refuses root)."""
+    if os.geteuid() != 0:
+        return [], None
+    import pwd
+
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError as error:
+        raise ServiceUnavailable("running as root, and there is no `postgres` user to run PostgreSQL as") from error
+    return ["runuser", "-u", "postgres", "--"], (user.pw_uid, user.pw_gid)
+
+
+def _redis_server() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise ServiceUnavailable("redis-server is not installed (Debian: apt-get install redis-server)")
+    return found
+
+
+def celery_stack_unavailable() -> str | None:
+    """Why the Celery stack cannot run on this machine, or None if it can."""
+    try:
+        _redis_server()
+        _postgres_bindir()
+        _postgres_owner()
+    except ServiceUnavailable as error:
+        return str(error)
+    return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner may read: it holds a password."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+@dataclass
+class PostgresCluster:
+    """The stack's own PostgreSQL cluster in `root`: metadata database `airflow`, warehouse database `mallard`.
+
+    initdb runs on the first start only, so the metadata and the warehouse outlive a restart, as the
+    SQLite file of the LocalExecutor stack does; the passwords are made then and kept in
+    `root/passwords.json` (mode 600). It listens on 127.0.0.1 only (no Unix socket), with
+    scram-sha-256 passwords. The warehouse role `mallard` owns its database and cannot connect to
+    the metadata one.
+    """
+
+    root: Path
+    port: int = 0
+
+    SUPERUSER: ClassVar[str] = "airflow"  # also the metadata database's name
+    WAREHOUSE: ClassVar[str] = "mallard"  # the warehouse's role and database
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def _passwords_file(self) -> Path:
+        return self.root / "passwords.json"
+
+    @property
+    def _initialised_marker(self) -> Path:
+        return self.root / "initialised"  # written once initdb and the databases are done
+
+    def uri(self, database: str, scheme: str = "postgresql") -> str:
+        """The URI of `database` as its owner (the warehouse role for the warehouse, else the superuser)."""
+        user = self.WAREHOUSE if database == self.WAREHOUSE else self.SUPERUSER
+        password = json.loads(self._passwords_file.read_text())[user]
+        return f"{scheme}://{user}:{password}@{LOOPBACK}:{self.port}/{database}"
+
+    @property
+    def warehouse_uri(self) -> str:
+        return self.uri(self.WAREHOUSE)
+
+    def postmaster(self) -> ProcInfo | None:
+        """The server's main process if it runs, from postmaster.pid (a stale file names no postgres)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+                info = _proc_info(pid)
+                return info if info is not None and _is_alive(info) else None
+        return None
+
+    def _run(self, command: list[str], **kwargs: Any) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, **kwargs)
+        if result.returncode != 0:
+            program = Path(next(arg for arg in command if "/" in arg)).name
+            raise StackError(
+                f"{program} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}\n"
+                f"server log {self.log_file}:\n{_tail(self.log_file)}"
+            )
+
+    def start(self) -> None:
+        """initdb on the first start, then start the server on `port` (a free one if 0) and wait for it.
+
+        The caller makes sure that no server runs on `data_dir` yet (`postmaster()`).
+        """
+        bindir = _postgres_bindir()
+        prefix, _ = _postgres_owner()
+        fresh = not self._initialised_marker.exists()
+        if fresh:
+            self._initdb(bindir)
+        self.port = self.port or free_port()
+        # synchronous_commit=off: a crash may lose the last commits, never corrupt; migrations run faster.
+        options = f"-c listen_addresses={LOOPBACK} -p {self.port} -c unix_socket_directories=''"
+        options += " -c synchronous_commit=off"
+        pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file)]
+        self._run([*pg_ctl, "-o", options, "-w", "-t", "60", "start"])
+        if fresh:
+            self._create_databases(bindir)
+            self._initialised_marker.touch()
+
+    def _initdb(self, bindir: Path) -> None:
+        prefix, owner = _postgres_owner()
+        shutil.rmtree(self.data_dir, ignore_errors=True)  # what an interrupted first start left
+        self.root.mkdir(parents=True, exist_ok=True)
+        passwords = {self.SUPERUSER: secrets.token_hex(16), self.WAREHOUSE: secrets.token_hex(16)}
+        _write_private(self._passwords_file, json.dumps(passwords) + "\n")
+        superuser_password = self.root / "initdb-password"
+        _write_private(superuser_password, passwords[self.SUPERUSER])
+        try:
+            if owner is not None:
+                for path in (self.root, superuser_password):
+                    os.chown(path, *owner)
+                if subprocess.run([*prefix, "test", "-w", str(self.root)], check=False).returncode != 0:
+                    raise StackError(
+                        f"user postgres cannot reach {self.root}: as root, put --airflow-home where every "
+                        "parent folder is searchable by others (chmod o+x), or run as another user"
+                    )
+            initdb = [*prefix, str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.SUPERUSER]
+            self._run([*initdb, f"--pwfile={superuser_password}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])
+        finally:
+            superuser_password.unlink(missing_ok=True)
+
+    def _create_databases(self, bindir: Path) -> None:
+        passwords = json.loads(self._passwords_file.read_text())
+        sql = "\n".join(
+            [
+                f"CREATE DATABASE {self.SUPERUSER};",
+                f"REVOKE ALL ON DATABASE {self.SUPERUSER} FROM PUBLIC;",
+                f"CREATE ROLE {self.WAREHOUSE} LOGIN PASSWORD '{passwords[self.WAREHOUSE]}';",
+                f"CREATE DATABASE {self.WAREHOUSE} OWNER {self.WAREHOUSE};",
+            ]
+        )
+        psql = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", LOOPBACK, "-p", str(self.port)]
+        env = {**os.environ, "PGPASSWORD": passwords[self.SUPERUSER]}
+        self._run([*psql, "-U", self.SUPERUSER, "-d", "postgres"], input=sql, env=env)
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """`pg_ctl stop` (fast: open transactions roll back; immediate if that fails). Whether one ran."""
+        server = self.postmaster()
+        if server is None:
+            return False
+        prefix, _ = _postgres_owner()
+        pg_ctl = [*prefix, str(_postgres_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", str(int(timeout))]
+        for mode in ("fast", "immediate"):
+            subprocess.run([*pg_ctl, "-m", mode, "stop"], capture_output=True, timeout=timeout + 30, check=False)
+            if _wait_until_gone([server], 5):
+                return True
+        raise StackError(f"PostgreSQL (pid {server.pid}) did not stop; log {self.log_file}")
+
+
+@dataclass
+class CeleryServices:
+    """What the Airflow processes of the Celery stack are pointed at."""
+
+    postgres: PostgresCluster
+    redis_dir: Path
+    redis_port: int = field(default_factory=free_port)
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def redis_command(self) -> list[str]:
+        """redis-server on 127.0.0.1 with a password and no persistence (the broker's queue is transient)."""
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        config = self.redis_dir / "redis.conf"
+        lines = [f"bind {LOOPBACK}", f"port {self.redis_port}", "protected-mode yes"]
+        lines += [f"requirepass {self.redis_password}", f"dir {self.redis_dir}", 'save ""', "appendonly no"]
+        lines += ["daemonize no", 'logfile ""']  # in the foreground, logging to its component log
+        _write_private(config, "\n".join(lines) + "\n")  # a file, so that the password is not in `ps`
+        return [_redis_server(), str(config)]
+
+    def env(self, worker_concurrency: int) -> dict[str, str]:
+        superuser = PostgresCluster.SUPERUSER
+        return {
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS["celery"],
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.uri(superuser, "postgresql+psycopg2"),
+            # Airflow 3 also opens an async engine; it would pick asyncpg, which is not installed.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self.postgres.uri(superuser, "postgresql+psycopg_async"),
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://:{self.redis_password}@{LOOPBACK}:{self.redis_port}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": self.postgres.uri(superuser, "db+postgresql"),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+            # A task instance's `hostname` (sent by the worker's supervisor when the task starts and
+            # with each heartbeat) names the worker, not the one machine they all run on.
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.airflow_stack.stack_hostname",
+            f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": self.postgres.warehouse_uri,
+        }
+
+
+def stack_hostname() -> str:
+    """`[core] hostname_callable` of the Celery stack: the worker's own name, else Airflow's default (FQDN)."""
+    from airflow.utils.net import getfqdn
+
+    return os.environ.get(HOSTNAME_ENV) or getfqdn()
+
+
+def celery_hostname(worker: str) -> str:
+    """The Celery node name of worker `worker` (e.g. worker1)."""
+    return f"{worker}@mallard"
+
+
+def worker_hostname(worker: str) -> str:
+    """The hostname that task instances run by Celery worker `worker` (e.g. worker1) record."""
+    return f"mallard-{worker}"
+
+
+# --------------------------------------------------------------------------------------------
 # The stack
 # --------------------------------------------------------------------------------------------
 
@@ -338,14 +607,20 @@ class StackConfig:
     password: str = "admin"
     settings_file: Path | None = SETTINGS_FILE
     extra_env: dict[str, str] = field(default_factory=dict)  # applied last: wins over everything
+    dags_folder: Path | None = None  # None: scripts/env.sh's (the project's dags/)
+    executor: str = "local"  # a key of EXECUTORS
+    workers: int = DEFAULT_WORKERS  # Celery workers (celery executor only)
+    worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
 
-def stack_env(config: StackConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of every Airflow process of the stack."""
+def stack_env(
+    config: StackConfig, base: Mapping[str, str] | None = None, celery: CeleryServices | None = None
+) -> dict[str, str]:
+    """The environment of every Airflow process of the stack (`celery`: that of the Celery stack)."""
     home = config.airflow_home.resolve()
     env = dict(os.environ if base is None else base)
     env["AIRFLOW_HOME"] = str(home)
@@ -371,8 +646,23 @@ def stack_env(config: StackConfig, base: Mapping[str, str] | None = None) -> dic
             "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         }
     )
+    if config.dags_folder is not None:
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(config.dags_folder.resolve())
+    if celery is not None:
+        env.update(celery.env(config.worker_concurrency))
     env.update(config.extra_env)
     return env
+
+
+def worker_env(worker_dir: Path, worker: str) -> dict[str, str]:
+    """What a Celery worker has of its own: hostname, HOME, TMPDIR, dlt work folder, Cosmos cache."""
+    return {
+        HOSTNAME_ENV: worker_hostname(worker),
+        "HOME": str(worker_dir / "home"),
+        "TMPDIR": str(worker_dir / "tmp"),
+        "MALLARD_WORK_DIR": str(worker_dir / "work"),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(worker_dir / "cosmos"),
+    }
 
 
 def _passwords_file(home: Path) -> Path:
@@ -385,17 +675,41 @@ class Component:
     popen: subprocess.Popen[bytes]
     info: ProcInfo
     log_path: Path
+    log_offset: int = 0  # the log's size before this start: what follows is this run's
 
 
 class AirflowStack:
-    """api-server, scheduler, dag-processor and triggerer on one AIRFLOW_HOME, each its own process."""
+    """api-server, scheduler, dag-processor and triggerer on one AIRFLOW_HOME, each its own process.
+
+    With the celery executor also PostgreSQL (started by `prepare`), Redis and the Celery workers.
+    """
 
     def __init__(self, config: StackConfig) -> None:
+        if config.executor not in EXECUTORS:
+            raise StackError(f"unknown executor {config.executor!r}; one of {', '.join(EXECUTORS)}")
         self.config = config
         self.home = config.airflow_home.resolve()
-        self.env = stack_env(config)
+        self.env = stack_env(config)  # the Celery stack's, once `prepare` has started PostgreSQL
         self.components: list[Component] = []
+        self.services: CeleryServices | None = None
         self.started_at = dt.datetime.now(dt.UTC)
+        self._state_written = False
+
+    @property
+    def celery(self) -> bool:
+        return self.config.executor == "celery"
+
+    @property
+    def warehouse_uri(self) -> str | None:
+        """The Celery stack's warehouse database (Airflow connection mallard_warehouse_prod)."""
+        return self.services.postgres.warehouse_uri if self.services else None
+
+    def worker_dir(self, worker: str) -> Path:
+        return self.stack_dir / "workers" / worker
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"{WORKER_PREFIX}{number}" for number in range(1, self.config.workers + 1)] if self.celery else []
 
     @property
     def stack_dir(self) -> Path:
@@ -417,7 +731,18 @@ class AirflowStack:
         passwords = _passwords_file(self.home)
         passwords.write_text(json.dumps({self.config.username: self.config.password}) + "\n")
         passwords.chmod(0o600)
+        if self.celery:
+            self._start_postgres()
         self._run_once("db-migrate", self._airflow("db", "migrate"))
+
+    def _start_postgres(self) -> None:
+        postgres = _stack_postgres(self.stack_dir)
+        if running := postgres.postmaster():  # not ours: never stop it
+            raise StackError(f"PostgreSQL runs on {postgres.data_dir} (pid {running.pid}): {_stop_hint(self.home)}")
+        self.services = CeleryServices(postgres, redis_dir=self.stack_dir / "redis")
+        postgres.start()
+        self.env = stack_env(self.config, celery=self.services)
+        self._write_state()  # so that `stop` finds PostgreSQL from now on
 
     def apply_settings(self) -> None:
         """Apply the settings file (connections, pools, variables) in one Airflow process."""
@@ -440,7 +765,7 @@ class AirflowStack:
 
     def check_can_start(self) -> None:
         """Refuse a second stack on the same AIRFLOW_HOME, and a port that is taken."""
-        if _read_state(self.state_file):
+        if not self._state_written and _stack_is_running(self.state_file):
             raise StackError(f"a stack already runs on {self.home}: stop it with `{_stop_hint(self.home)}`")
         if not port_is_free(self.config.port):
             raise StackError(f"port {self.config.port} on {LOOPBACK} is in use; pick another with --port")
@@ -448,10 +773,17 @@ class AirflowStack:
     def start(self, timeout: float = 180.0) -> None:
         """Start every component and wait until the api-server reports all of them healthy."""
         self.check_can_start()
+        if self.celery and self.services is None:
+            raise StackError("the Celery stack starts PostgreSQL in prepare(): call it first")
         self.started_at = dt.datetime.now(dt.UTC)
         try:
+            if self.services is not None:
+                self._spawn(REDIS, self.services.redis_command())
+                self._wait_for_redis(timeout)
             for name, args in COMPONENTS.items():
-                self._spawn(name, args)
+                self._spawn(name, self._airflow(*args))
+            for worker in self.worker_names:
+                self._spawn_worker(worker)
             self._write_state()
             self.wait_until_healthy(timeout)
             self.check_loopback_only()
@@ -459,12 +791,35 @@ class AirflowStack:
             self.stop()
             raise
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn_worker(self, worker: str) -> None:
+        root = self.worker_dir(worker)
+        env = {**self.env, **worker_env(root, worker)}
+        for folder in ("HOME", "TMPDIR", "MALLARD_WORK_DIR"):
+            Path(env[folder]).mkdir(parents=True, exist_ok=True)
+        # Its log server would bind every interface (as the scheduler's would); mingle and gossip
+        # are worker-to-worker chatter over the broker that nothing here uses.
+        args = ["celery", "worker", "--celery-hostname", celery_hostname(worker), "--skip-serve-logs"]
+        args += ["--concurrency", str(self.config.worker_concurrency), "--without-mingle", "--without-gossip"]
+        self._spawn(worker, self._airflow(*args), env)
+
+    def _wait_for_redis(self, timeout: float) -> None:
+        assert self.services is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if dead := self.dead_components():
+                raise StackError(f"{dead[0].name} exited; log {dead[0].log_path}:\n{_tail(dead[0].log_path)}")
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.services.redis_port), 1):
+                return
+            time.sleep(0.2)
+        raise StackError(f"redis-server did not listen on port {self.services.redis_port} within {timeout:.0f} s")
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         log_path = self.stack_dir / f"{name}.log"
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                self._airflow(*args),
-                env=self.env,
+                command,
+                env=self.env if env is None else env,
                 cwd=PROJECT_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -476,11 +831,18 @@ class AirflowStack:
         info = _proc_info(popen.pid)
         if info is None:  # exited at once
             raise StackError(f"{name} exited immediately; log {log_path}:\n{_tail(log_path)}")
-        self.components.append(Component(name, popen, info, log_path))
+        self.components.append(Component(name, popen, info, log_path, log_offset))
 
     def _write_state(self) -> None:
-        state = {str(c.info.pid): {"name": c.name, "start_time": c.info.start_time} for c in self.components}
-        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+        state: dict[str, Any] = {
+            str(c.info.pid): {"name": c.name, "start_time": c.info.start_time} for c in self.components
+        }
+        if self.services is not None:
+            postgres = self.services.postgres
+            state["postgres"] = {"data_dir": str(postgres.data_dir), "port": postgres.port}
+            state["warehouse_uri"] = postgres.warehouse_uri  # Airflow connection mallard_warehouse_prod
+        _write_private(self.state_file, json.dumps(state, indent=2) + "\n")
+        self._state_written = True
 
     def dead_components(self) -> list[Component]:
         return [component for component in self.components if component.popen.poll() is not None]
@@ -502,7 +864,7 @@ class AirflowStack:
                 )
             with contextlib.suppress(OSError, ValueError):  # not listening yet / partial answer
                 status = self.health()
-                if self._all_healthy(status):
+                if self._all_healthy(status) and self._workers_ready():
                     return
             time.sleep(1)
         raise StackError(f"the stack was not healthy after {timeout:.0f} s; last health: {status}")
@@ -520,22 +882,58 @@ class AirflowStack:
                 return False
         return True
 
+    def _workers_ready(self) -> bool:
+        """Whether every Celery worker has logged, since this start, that it takes tasks."""
+        for component in self.components:
+            if component.name.startswith(WORKER_PREFIX):
+                with component.log_path.open("rb") as log:
+                    log.seek(component.log_offset)
+                    if f"{celery_hostname(component.name)} ready.".encode() not in log.read():
+                        return False
+        return True
+
     def check_loopback_only(self) -> None:
         """Fail if any process of the stack listens on an address other than loopback."""
-        pids = stack_processes(c.info.pid for c in self.components)
+        roots = [c.info.pid for c in self.components]
+        if self.services is not None and (server := self.services.postgres.postmaster()):
+            roots.append(server.pid)
+        pids = stack_processes(roots)
         exposed = [s for s in listening_sockets(pids) if not _is_loopback(s[1])]
         if exposed:
             described = ", ".join(f"pid {pid} on {address}:{port}" for pid, address, port in exposed)
             raise StackError(f"a stack process listens beyond loopback: {described}")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the components (scheduler first), SIGKILL what is left after `timeout`; verify."""
-        stop_processes([(c.name, c.info) for c in self.components], timeout)
-        for component in self.components:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                component.popen.wait(timeout=5)  # reap, so that no zombie is left behind
-        self.components = []
-        self.state_file.unlink(missing_ok=True)
+        """SIGTERM the components (scheduler first), SIGKILL what is left after `timeout`; verify.
+
+        Then PostgreSQL, if this stack started it, with `pg_ctl stop`.
+        """
+        try:
+            stop_processes([(c.name, c.info) for c in self.components], timeout)
+            for component in self.components:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    component.popen.wait(timeout=5)  # reap, so that no zombie is left behind
+            self.components = []
+        finally:
+            if self.services is not None:
+                self.services.postgres.stop()
+                self.services = None
+        if self._state_written:
+            self.state_file.unlink(missing_ok=True)
+            self._state_written = False
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component and every process it started, as if its machine died; forget it."""
+        component = next(c for c in self.components if c.name == name)
+        _signal(component.info, signal.SIGKILL)  # first: a dead leader starts no replacement child
+        while processes := stack_processes([component.info.pid]):  # its session outlives the leader
+            for info in processes.values():
+                _signal(info, signal.SIGKILL)
+            if not _wait_until_gone(processes.values(), 10):
+                raise StackError(f"processes of {name} survived SIGKILL: {sorted(processes)}")
+        component.popen.wait(timeout=10)
+        self.components.remove(component)
+        self._write_state()
 
     def __enter__(self) -> AirflowStack:
         return self
@@ -557,16 +955,16 @@ def _wait_until_gone(processes: Iterable[ProcInfo], timeout: float) -> bool:
 def stop_processes(roots: list[tuple[str, ProcInfo]], timeout: float = 30.0) -> None:
     """Stop the components `roots` (name, process) and all their processes; raise if any survive.
 
-    Each component gets SIGTERM to its process group, then SIGKILL after `timeout`. The scheduler
-    goes first, so that its executor stops the running tasks while the api-server still answers
-    them. Task processes (own process group, same session) still alive after that are killed.
+    Each component gets SIGTERM to its process group, then SIGKILL after `timeout`, in the groups of
+    `_stop_rank`. The scheduler goes first, so that its executor stops the running tasks while the
+    api-server still answers them. Task processes (own process group, same session) still alive
+    after that are killed.
     """
     live = [(name, info) for name, info in roots if _is_alive(info)]
     root_pids = [info.pid for _, info in live]
     known = stack_processes(root_pids)
-    scheduler = [info for name, info in live if name == STOP_FIRST]
-    others = [info for name, info in live if name != STOP_FIRST]
-    for group in (scheduler, others):
+    ranks = sorted({_stop_rank(name) for name, _ in live})
+    for group in ([info for name, info in live if _stop_rank(name) == rank] for rank in ranks):
         for signum in (signal.SIGTERM, signal.SIGKILL):
             for info in group:
                 if _is_alive(info):
@@ -584,6 +982,15 @@ def stop_processes(roots: list[tuple[str, ProcInfo]], timeout: float = 30.0) -> 
         raise StackError(f"processes of the stack survived SIGKILL: {survivors}")
 
 
+def _stop_rank(name: str) -> int:
+    """When a component stops: scheduler, then Celery workers, then the other Airflow components, then Redis."""
+    if name == "scheduler":
+        return 0
+    if name.startswith(WORKER_PREFIX):
+        return 1  # a worker's warm shutdown lets its running tasks report through the api-server
+    return 3 if name == REDIS else 2
+
+
 def _read_state(path: Path) -> list[tuple[str, ProcInfo]]:
     """The components recorded in a state file that are still the same processes."""
     try:
@@ -592,10 +999,21 @@ def _read_state(path: Path) -> list[tuple[str, ProcInfo]]:
         return []
     roots = []
     for pid, entry in state.items():
+        if not pid.isdigit():  # not a component: the Celery stack's PostgreSQL and warehouse URI
+            continue
         info = _proc_info(int(pid))
         if info is not None and info.start_time == entry["start_time"] and _is_alive(info):
             roots.append((entry["name"], info))
     return roots
+
+
+def _stack_postgres(stack_dir: Path) -> PostgresCluster:
+    return PostgresCluster(stack_dir / "postgres")
+
+
+def _stack_is_running(state_file: Path) -> bool:
+    """Whether the stack of this state file still has a component, or the Celery stack's PostgreSQL, running."""
+    return bool(_read_state(state_file)) or _stack_postgres(state_file.parent).postmaster() is not None
 
 
 def stop_from_state(airflow_home: Path, timeout: float = 30.0) -> int:
@@ -603,8 +1021,9 @@ def stop_from_state(airflow_home: Path, timeout: float = 30.0) -> int:
     state_file = airflow_home.resolve() / "stack" / STATE_FILE_NAME
     roots = _read_state(state_file)
     stop_processes(roots, timeout)
+    stopped_postgres = _stack_postgres(state_file.parent).stop()  # the Celery stack's, if it runs
     state_file.unlink(missing_ok=True)
-    return len(roots)
+    return len(roots) + stopped_postgres
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -621,9 +1040,10 @@ def _stop_hint(home: Path) -> str:
 def running_stack(config: StackConfig, timeout: float = 180.0) -> Iterator[AirflowStack]:
     """Prepare, configure and start a stack; stop every process on exit, whatever happened."""
     stack = AirflowStack(config)
-    stack.prepare()
-    stack.apply_settings()
-    try:
+    stack.check_can_start()
+    try:  # the Celery stack's PostgreSQL runs from prepare() on
+        stack.prepare()
+        stack.apply_settings()
         stack.start(timeout)
         yield stack
     finally:
@@ -646,13 +1066,20 @@ def _run_foreground(config: StackConfig) -> int:
     signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
     try:
         started = time.monotonic()
-        print(f"Preparing {stack.home} (airflow db migrate, {config.settings_file or 'no settings file'})")
+        database = "PostgreSQL in the stack folder, " if stack.celery else ""
+        print(f"Preparing {stack.home} ({database}airflow db migrate, {config.settings_file or 'no settings file'})")
         stack.prepare()
         stack.apply_settings()
-        print("Starting api-server, dag-processor, scheduler and triggerer...")
+        names = "api-server, dag-processor, scheduler and triggerer"
+        if stack.celery:
+            names = f"redis, api-server, dag-processor, scheduler, triggerer and {config.workers} Celery worker(s)"
+        print(f"Starting {names}...")
         stack.start()
         print(f"\nAirflow is ready after {time.monotonic() - started:.0f} s: {config.url}")
         print(f"Login: {config.username} / {config.password}")
+        if stack.celery:
+            print(f"CeleryExecutor: workers {', '.join(stack.worker_names)}, {config.worker_concurrency} task(s) each")
+            print(f"Warehouse (Airflow connection {WAREHOUSE_CONN_ID}): {stack.warehouse_uri}")
         print(f"Component logs: {stack.stack_dir}/<component>.log; task logs: {stack.home / 'logs'}")
         print("Press Ctrl-C to stop every process.\n")
         while not (dead := stack.dead_components()):
@@ -667,7 +1094,7 @@ def _run_foreground(config: StackConfig) -> int:
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        if stack.components:
+        if stack.components or stack.services:
             print("Stopping the stack...")
             stack.stop()
             print("Stopped: no process of the stack is left.")
@@ -685,12 +1112,27 @@ def main(argv: list[str] | None = None) -> int:
     for command in (start, apply):
         command.add_argument("--settings", type=Path, default=SETTINGS_FILE, help="default: %(default)s")
     start.add_argument("--port", type=int, default=DEFAULT_PORT, help="api-server port on 127.0.0.1")
+    start.add_argument("--dags-folder", type=Path, help="default: the project's dags/")
+    start.add_argument("--executor", choices=EXECUTORS, default="local", help="default: %(default)s")
+    start.add_argument("--workers", type=int, help=f"Celery workers (celery executor; default {DEFAULT_WORKERS})")
     # Internal: the stack runs this in a process whose environment is already the stack's.
     apply.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.command == "start":
-        return _run_foreground(StackConfig(airflow_home=args.airflow_home, port=args.port, settings_file=args.settings))
+        if args.workers is not None and args.executor != "celery":
+            parser.error("--workers needs --executor celery")
+        if args.workers is not None and args.workers < 1:
+            parser.error("--workers must be at least 1")
+        config = StackConfig(
+            airflow_home=args.airflow_home,
+            port=args.port,
+            settings_file=args.settings,
+            dags_folder=args.dags_folder,
+            executor=args.executor,
+            workers=args.workers or DEFAULT_WORKERS,
+        )
+        return _run_foreground(config)
     if args.command == "stop":
         count = stop_from_state(args.airflow_home)
         print(f"stopped {count} component(s)" if count else "no stack was running")
