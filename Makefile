@@ -34,9 +34,12 @@ demo: manifest
 
 # The local Airflow stack (the non-Docker twin of `astro dev start`): api-server, scheduler,
 # dag-processor and triggerer on http://127.0.0.1:$(PORT), login admin/admin. Ctrl-C stops it.
+# EXECUTOR=celery: CeleryExecutor with its own PostgreSQL and Redis and $(WORKERS) Celery workers.
 PORT ?= 8080
+EXECUTOR ?= local
+WORKERS ?= 2
 stack: manifest
-	$(PY) scripts/airflow_stack.py start --port $(PORT)
+	$(PY) scripts/airflow_stack.py start --port $(PORT) --executor $(EXECUTOR)$(if $(filter celery,$(EXECUTOR)), --workers $(WORKERS))
 
 # The test suite (what CI runs).
 test: manifest
