@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from include.mallard.warehouse import export_warehouse_path, resolve_warehouse_path
+from include.mallard.warehouse import active_warehouse, export_warehouse_path, resolve_warehouse_path
 
 DUCKDB_SCHEME = "duckdb"
 
@@ -34,12 +34,27 @@ def warehouse_namespace(warehouse_path: Path) -> str:
     return f"{DUCKDB_SCHEME}://{warehouse_path}"
 
 
-def table_uri(warehouse_path: Path, schema: str, table: str) -> str:
-    """The Asset URI of `schema.table` in the warehouse: Cosmos's own construction, so the two always match."""
+def duckdb_location(warehouse_path: Path) -> tuple[str, str]:
+    """(OpenLineage namespace, catalog) of the DuckDB file: the catalog is the file's stem."""
+    return warehouse_namespace(warehouse_path), warehouse_path.stem
+
+
+def postgres_location(host: str, port: int, database: str) -> tuple[str, str]:
+    """(OpenLineage namespace, catalog) of a PostgreSQL database, as Cosmos derives it from dbt's profile."""
+    return f"postgres://{host}:{port}", database
+
+
+def location_table_uri(location: tuple[str, str], schema: str, table: str) -> str:
+    """The Asset URI of `schema.table` at `location`: Cosmos's own construction, so the two always match."""
     from cosmos.dataset import construct_dataset_uri
 
-    name = f"{warehouse_path.stem}.{schema}.{table}"
-    return construct_dataset_uri(warehouse_namespace(warehouse_path), name, warn_uri_migration=False)
+    namespace, catalog = location
+    return construct_dataset_uri(namespace, f"{catalog}.{schema}.{table}", warn_uri_migration=False)
+
+
+def table_uri(warehouse_path: Path, schema: str, table: str) -> str:
+    """The Asset URI of `schema.table` in the DuckDB warehouse file."""
+    return location_table_uri(duckdb_location(warehouse_path), schema, table)
 
 
 def emit_table_events(
@@ -48,16 +63,19 @@ def emit_table_events(
     schema: str,
     rows_by_table: Mapping[str, int],
     extra: Mapping[str, Any],
-    warehouse_path: Path | None = None,
+    location: tuple[str, str] | None = None,
 ) -> list[str]:
-    """Add one Asset event per table written to the source's alias; the URIs, in table order."""
+    """Add one Asset event per table written to the source's alias; the URIs, in table order.
+
+    `location` is the warehouse's (namespace, catalog); default: the DuckDB file's.
+    """
     from airflow.sdk import Asset, AssetAlias
 
-    warehouse_path = warehouse_path or resolve_warehouse_path()
+    location = location or duckdb_location(resolve_warehouse_path())
     events = outlet_events[AssetAlias(source_alias_name(source_name))]
     uris = []
     for table in sorted(rows_by_table):
-        uri = table_uri(warehouse_path, schema, table)
+        uri = location_table_uri(location, schema, table)
         # Named by its URI, as Cosmos names its Assets: the dbt source reading this table is the same Asset.
         events.add(Asset(uri=uri), extra={**extra, "rows": rows_by_table[table]})
         uris.append(uri)
@@ -65,10 +83,17 @@ def emit_table_events(
 
 
 def export_warehouse_path_for_cosmos(context: Mapping[str, Any]) -> None:
-    """`on_execute_callback` of the dbt build: Cosmos reads dbt's profile `path` from this process's env.
+    """`on_execute_callback` of the dbt tasks: put where dbt writes in this process's env, where the profile reads it.
 
-    The profile's default (`../../warehouse/mallard.duckdb`, for dbt by hand) would otherwise name
-    every model Asset by a relative path; with the resolved path, models and raw tables share one
-    namespace.
+    DuckDB: the resolved path (the profile's default, `../../warehouse/mallard.duckdb`, for dbt by
+    hand, would otherwise name every model Asset by a relative path; with the resolved path, models
+    and raw tables share one namespace). PostgreSQL: the connection's credentials, after checking
+    the server answers (postgres_warehouse.py).
     """
-    export_warehouse_path()
+    warehouse = active_warehouse()
+    if warehouse.is_embedded:
+        export_warehouse_path()
+    else:
+        from include.mallard.postgres_warehouse import export_for_dbt
+
+        export_for_dbt(warehouse)

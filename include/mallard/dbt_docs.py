@@ -24,9 +24,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from include.mallard.dbt_project import PROFILE_TARGET, manifest_path, read_dbt_project
+from include.mallard.assets import export_warehouse_path_for_cosmos
+from include.mallard.dbt_project import manifest_path, read_dbt_project
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, resolve_project_path
-from include.mallard.warehouse import export_warehouse_path, retry_on_lock
+from include.mallard.warehouse import active_warehouse, retry_on_lock
 
 DOCS_DIR_ENV = "MALLARD_DBT_DOCS_DIR"
 DEFAULT_DOCS_DIR = DBT_PROJECT_DIR / "target" / "docs"
@@ -141,13 +142,13 @@ def generate_dbt_docs(dbt_project_dir: str = str(DBT_PROJECT_DIR), dag_run: Any 
     from dbt.cli.main import dbtRunner
 
     target = dbt_docs_dir()
-    export_warehouse_path()
+    export_warehouse_path_for_cosmos({})  # where dbt writes, as for the build (a server: its credentials)
     _seed_partial_parse(target, getattr(dag_run, "dag_id", None))
     args = ["docs", "generate", "--project-dir", dbt_project_dir, "--profiles-dir", dbt_project_dir]
     # The same --profile and --target as Cosmos's build: dbt hashes them with --vars, and any
     # difference throws the saved parse away.
     profile = read_dbt_project(Path(dbt_project_dir))["profile"]
-    args += ["--profile", profile, "--target", PROFILE_TARGET, "--target-path", str(target)]
+    args += ["--profile", profile, "--target", active_warehouse().dbt_target, "--target-path", str(target)]
 
     def generate() -> None:
         result = dbtRunner().invoke(args)

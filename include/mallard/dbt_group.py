@@ -44,13 +44,12 @@ from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TAS
 from include.mallard.assets import export_warehouse_path_for_cosmos
 from include.mallard.dbt_build_task import MallardDbtBuildOperator
 from include.mallard.dbt_project import (
-    PROFILE_TARGET,
     check_manifest_is_fresh,
     check_profile,
     read_dbt_project,
     sources_with_freshness,
 )
-from include.mallard.warehouse import WAREHOUSE_PATH_ENV, WAREHOUSE_POOL
+from include.mallard.warehouse import WAREHOUSE_PATH_ENV, Warehouse, active_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +120,20 @@ def _interval_template(which: str) -> str:
 
 
 def build_dbt_group(
-    dbt_project_dir: Path, *, group_id: str = DEFAULT_GROUP_ID, **task_group_kwargs: Any
+    dbt_project_dir: Path,
+    *,
+    group_id: str = DEFAULT_GROUP_ID,
+    warehouse: Warehouse | None = None,
+    **task_group_kwargs: Any,
 ) -> DbtTaskGroup:
     """A Cosmos DbtTaskGroup over `dbt_project_dir`: one `dbt build` in the warehouse pool, watched per node."""
     project = read_dbt_project(dbt_project_dir)
-    # The profile is checked as YAML here, so a missing `duckdb` target fails the parse, not every model task.
-    profiles = check_profile(dbt_project_dir)
+    warehouse = warehouse or active_warehouse()
+    # The profile is checked as YAML here, so a missing target fails the parse, not every model task.
+    profiles = check_profile(dbt_project_dir, warehouse)
     manifest = check_manifest_is_fresh(dbt_project_dir)
     checks_freshness = bool(sources_with_freshness(dbt_project_dir))
-    producer_args: dict[str, Any] = {"pool": WAREHOUSE_POOL, "retries": 0}
+    producer_args: dict[str, Any] = {"pool": warehouse.pool, "retries": 0}
     if checks_freshness:
         producer_args["freshness_callback"] = skip_models_of_stale_sources
     group = DbtTaskGroup(
@@ -141,7 +145,7 @@ def build_dbt_group(
         ),
         profile_config=ProfileConfig(
             profile_name=project["profile"],
-            target_name=PROFILE_TARGET,
+            target_name=warehouse.dbt_target,
             profiles_yml_filepath=profiles,
         ),
         execution_config=ExecutionConfig(
@@ -176,8 +180,9 @@ def build_dbt_group(
             # Incremental models rebuild only the run's interval (macros/interval_filter.sql). It
             # goes in env vars, not `vars`: new `--vars` every run made dbt re-parse the whole
             # project every run (7 s for the demo; ~30 s at 1,000 models).
+            # A server's credentials are put in the env by `on_execute_callback`: never a rendered field.
             "env": {
-                WAREHOUSE_PATH_ENV: "{{ mallard_warehouse_path() }}",
+                **({WAREHOUSE_PATH_ENV: "{{ mallard_warehouse_path() }}"} if warehouse.is_embedded else {}),
                 **{env: _interval_template(which) for which, env in INTERVAL_ENV.items()},
             },
             # Run conf {"full_refresh": true} rebuilds incremental models from scratch.

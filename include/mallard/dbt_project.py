@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from include.mallard.warehouse import WAREHOUSE_PATH_ENV, resolve_warehouse_path
+from include.mallard.warehouse import WAREHOUSE_PATH_ENV, Warehouse, active_warehouse, resolve_warehouse_path
 
 MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
@@ -34,7 +34,14 @@ _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 DEFAULT_PACKAGES_PATH = "dbt_packages"
-_WAREHOUSE_ENV_VAR = re.compile(r"env_var\(\s*['\"]" + re.escape(WAREHOUSE_PATH_ENV) + r"['\"]")
+
+
+def _reads_env(name: str) -> re.Pattern[str]:
+    return re.compile(r"env_var\(\s*['\"]" + re.escape(name) + r"['\"]")
+
+
+# What a server target must read from the env Mallard sets (postgres_warehouse.DBT_ENV), field by field.
+_SERVER_TARGET_ENV = {"host": "MALLARD_POSTGRES_HOST", "dbname": "MALLARD_POSTGRES_DATABASE"}
 PROFILE_EXAMPLE = """\
   PROFILE:
     target: duckdb
@@ -89,12 +96,17 @@ def _read_yaml(path: Path) -> Any:
         raise DbtProjectError(f"{path} cannot be read as YAML: {error}") from None
 
 
-def check_profile(dbt_project_dir: Path) -> Path:
-    """profiles.yml, checked: the project's profile has a `duckdb` target of type duckdb whose path reads
-    MALLARD_WAREHOUSE_PATH; raise DbtProjectError saying what to add. Reads YAML only, never runs dbt."""
+def check_profile(dbt_project_dir: Path, warehouse: Warehouse | None = None) -> Path:
+    """profiles.yml, checked: the project's profile has the warehouse's target (`duckdb` by default), of the
+    warehouse's type, reading where to write from the env Mallard sets; raise DbtProjectError saying what to
+    add. Reads YAML only, never runs dbt."""
+    warehouse = warehouse or active_warehouse()
+    target_name = warehouse.dbt_target
     path = profiles_file(dbt_project_dir)
     name = read_dbt_project(dbt_project_dir).get("profile")
     example = PROFILE_EXAMPLE.replace("PROFILE", str(name))
+    if not warehouse.is_embedded:
+        example = "(see the `postgres` output of include/dbt/profiles.yml)"
     profiles = _read_yaml(path)
     profile = profiles.get(name) if isinstance(profiles, dict) else None
     if not isinstance(profile, dict):
@@ -103,25 +115,27 @@ def check_profile(dbt_project_dir: Path) -> Path:
             f"{example}"
         )
     outputs = profile.get("outputs")
-    target = outputs.get(PROFILE_TARGET) if isinstance(outputs, dict) else None
+    target = outputs.get(target_name) if isinstance(outputs, dict) else None
     if not isinstance(target, dict):
         found = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else "none"
         raise DbtProjectError(
-            f"{path}: profile {name!r} has no `{PROFILE_TARGET}` output (it has: {found}); Mallard runs dbt with "
-            f"--target {PROFILE_TARGET}. Add it under `outputs:`, e.g.\n{example}"
+            f"{path}: profile {name!r} has no `{target_name}` output (it has: {found}); Mallard runs dbt with "
+            f"--target {target_name} ({warehouse.describe()}). Add it under `outputs:`, e.g.\n{example}"
         )
-    where = f"{path}: profile {name!r}, output `{PROFILE_TARGET}`"
+    where = f"{path}: profile {name!r}, output `{target_name}`"
     kind = str(target.get("type", ""))
-    if kind != "duckdb" and "{{" not in kind:
+    if kind != warehouse.kind and "{{" not in kind:
         raise DbtProjectError(
-            f"{where} has `type: {kind or '(none)'}`; Mallard's warehouse is DuckDB. "
-            f"Use `type: duckdb`, e.g.\n{example}"
+            f"{where} has `type: {kind or '(none)'}`; the warehouse of {warehouse.describe()} is {warehouse.kind}. "
+            f"Use `type: {warehouse.kind}`, e.g.\n{example}"
         )
-    if not _WAREHOUSE_ENV_VAR.search(str(target.get("path", ""))):
-        raise DbtProjectError(
-            f"{where} has `path: {target.get('path')!r}`, so dbt would not build the warehouse the sources load "
-            f"into. Use `path: \"{{{{ env_var('{WAREHOUSE_PATH_ENV}') }}}}\"` (a default after a comma is fine)"
-        )
+    reads = {"path": WAREHOUSE_PATH_ENV} if warehouse.is_embedded else _SERVER_TARGET_ENV
+    for field, variable in reads.items():
+        if not _reads_env(variable).search(str(target.get(field, ""))):
+            raise DbtProjectError(
+                f"{where} has `{field}: {target.get(field)!r}`, so dbt would not build the warehouse the sources "
+                f"load into. Use `{field}: \"{{{{ env_var('{variable}') }}}}\"` (a default after a comma is fine)"
+            )
     return path
 
 

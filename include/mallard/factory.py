@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from include.mallard.run_steps import (
     dbt_task_macros,
     publish_step,
 )
-from include.mallard.warehouse import WAREHOUSE_POOL
+from include.mallard.warehouse import Warehouse, active_warehouse
 
 DEFAULT_DAG_ID = "mallard_elt"
 
@@ -63,18 +64,33 @@ def build_ingestion_group(
     earliest_setting: str,
     source_start: dt.date,
     dbt_project_dir: Path = DBT_PROJECT_DIR,
+    warehouse: Warehouse | None = None,
 ) -> TaskGroup:
     """The TaskGroup `ingest_<source>`: extract >> load. Each task reads only the source's own file.
 
     `earliest` is the first day a run of this DAG may load (else the extract fails, naming
     `earliest_setting`); `source_start` is the source's own first day (it loads nothing before it).
-    The dbt project tells the load which empty raw tables dbt needs.
+    The dbt project tells the load which empty raw tables dbt needs. On a server warehouse the
+    group is one task, `load`, that extracts too: workers share no disk (docs/scale-out.md).
     """
     source = item.source
+    warehouse = warehouse or active_warehouse()
     own_file = {"source_name": source.name, "source_file": str(item.path), "dbt_project_dir": str(dbt_project_dir)}
     dates = {"earliest": earliest.isoformat(), "earliest_setting": earliest_setting}
     dates["source_start"] = source_start.isoformat()
+    # One Asset event per raw table it writes (assets.py): URIs known only when it runs.
+    outlets = [AssetAlias(source_alias_name(source.name))]
     with TaskGroup(group_id=f"ingest_{source.name}", tooltip=source.description) as group:
+        if not warehouse.is_embedded:
+            PythonOperator(
+                task_id="load",
+                python_callable=tasks.ingest_task,
+                op_kwargs={**own_file, **dates},
+                retries=source.retries,
+                pool=warehouse.pool,
+                outlets=outlets,
+            )
+            return group
         extract = PythonOperator(
             task_id="extract",
             python_callable=tasks.extract_task,
@@ -86,9 +102,8 @@ def build_ingestion_group(
             python_callable=tasks.load_task,
             op_kwargs=own_file,
             retries=source.retries,
-            pool=WAREHOUSE_POOL,
-            # One Asset event per raw table it writes (assets.py): URIs known only when it runs.
-            outlets=[AssetAlias(source_alias_name(source.name))],
+            pool=warehouse.pool,
+            outlets=outlets,
         )
         extract >> load
     return group
@@ -113,12 +128,18 @@ def invalid_source_task(invalid: InvalidSourceFile, taken: set[str]) -> PythonOp
     )
 
 
-def _dag_doc(sources: list[SourceConfig], invalid: list[InvalidSourceFile], settings: ProjectSettings) -> str:
+def _dag_doc(
+    sources: list[SourceConfig], invalid: list[InvalidSourceFile], settings: ProjectSettings, warehouse: Warehouse
+) -> str:
     lines = [
         "# Mallard ELT",
         "",
-        "Loads every source in `include/sources/` with dlt into `raw_<source>` of the DuckDB warehouse,",
+        f"Loads every source in `include/sources/` with dlt into `raw_<source>` of the {warehouse.kind} warehouse,",
         "then builds the dbt project in `include/dbt/` (one task per model, its tests right after it).",
+        "",
+        f"**Environment:** `{warehouse.environment}` ({_shown_env()}): a {warehouse.kind} warehouse through Airflow "
+        f"connection `{warehouse.connection_id}`, dbt target `{warehouse.dbt_target}`; its writers share the pool "
+        f"`{warehouse.pool}` (its slots: Admin > Pools).",
         "",
         "A scheduled or backfill run loads exactly its data interval [start, end). A manual run loads the run",
         'conf\'s `{"start": "2024-01-01", "end": "2024-01-08"}` if given, else its data interval (for a manual',
@@ -146,6 +167,13 @@ def _dag_doc(sources: list[SourceConfig], invalid: list[InvalidSourceFile], sett
         lines += ["", "## Source files that could not be read (their `ingest_` task fails; dbt does not run)", ""]
         lines += [f"- {problem}" for item in invalid for problem in item.problems]
     return "\n".join(lines)
+
+
+def _shown_env() -> str:
+    from include.mallard.config.environments import ENVIRONMENT_ENV
+
+    chosen = os.environ.get(ENVIRONMENT_ENV)
+    return f"env {ENVIRONMENT_ENV}" if chosen else f"the default; env {ENVIRONMENT_ENV} selects"
 
 
 def _own_schedule(source: SourceConfig, cron: str) -> bool:
@@ -179,7 +207,9 @@ def _settings(settings: ProjectSettings | None, cron: str | None, start_date: dt
     return (settings or load_project_settings()).with_overrides(schedule=cron, start_date=start_date)
 
 
-def _staging_step(sources: list[SourceFile], sources_dir: Path, dbt_project_dir: Path) -> PythonOperator:
+def _staging_step(
+    sources: list[SourceFile], sources_dir: Path, dbt_project_dir: Path, warehouse: Warehouse
+) -> PythonOperator:
     return PythonOperator(
         task_id="generate_staging",
         python_callable=tasks.generate_staging_task,
@@ -188,7 +218,7 @@ def _staging_step(sources: list[SourceFile], sources_dir: Path, dbt_project_dir:
             "sources_dir": str(sources_dir),
             "dbt_project_dir": str(dbt_project_dir),
         },
-        pool=WAREHOUSE_POOL,  # it reads the warehouse
+        pool=warehouse.pool,  # it reads the warehouse
         doc_md="Regenerates dbt sources and staging models from dlt's schemas (docs/staging.md).",
     )
 
@@ -217,7 +247,8 @@ def build_elt_dag(
     files = source_files if source_files is not None else read_source_files(sources_dir)
     elt_sources, _ = split_by_schedule(files.enabled(), settings.schedule)
     earliest, earliest_setting = settings.start_date, settings.start_setting()
-    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings)
+    warehouse = active_warehouse(settings)
+    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings, warehouse)
     with _new_dag(dag_id, settings.schedule, earliest, earliest_setting, list(tags), doc) as dag:
         ingestion: list[Any] = [
             build_ingestion_group(
@@ -226,6 +257,7 @@ def build_elt_dag(
                 earliest_setting=earliest_setting,
                 source_start=settings.source_start(item.source.name),
                 dbt_project_dir=dbt_project_dir,
+                warehouse=warehouse,
             )
             for item in elt_sources
         ]
@@ -244,12 +276,12 @@ def build_elt_dag(
         )
         ingestion >> ingestion_done
         if settings.dbt_schedule == "with_ingestion":
-            dbt = dbt_steps(dag, dbt_project_dir)
+            dbt = dbt_steps(dag, dbt_project_dir, warehouse)
             if generate_staging:
-                ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir) >> dbt
+                ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir, warehouse) >> dbt
             else:
                 ingestion_done >> dbt
-        publish_step(dag)
+        publish_step(dag, warehouse)
     return dag
 
 
@@ -272,6 +304,7 @@ def build_source_dags(
     settings = _settings(settings, cron, start_date)
     files = source_files if source_files is not None else read_source_files(sources_dir)
     _, own = split_by_schedule(files.enabled(), settings.schedule)
+    warehouse = active_warehouse(settings)
     dags = []
     for item in own:
         source = item.source
@@ -289,8 +322,9 @@ def build_source_dags(
                 earliest_setting=setting,
                 source_start=earliest,
                 dbt_project_dir=dbt_project_dir,
+                warehouse=warehouse,
             )
-            publish_step(dag)
+            publish_step(dag, warehouse)
         dags.append(dag)
     return dags
 

@@ -39,7 +39,7 @@ create schema if not exists {SCHEMA};
 create table if not exists {SCHEMA}.loads (
     dag_id varchar, run_id varchar, source varchar, table_name varchar, rows bigint,
     interval_start timestamptz, interval_end timestamptz, load_id varchar,
-    started_at timestamptz, finished_at timestamptz, duration_seconds double,
+    started_at timestamptz, finished_at timestamptz, duration_seconds double precision,
     status varchar, error varchar
 );
 create table if not exists {SCHEMA}.schema_changes (
@@ -48,7 +48,7 @@ create table if not exists {SCHEMA}.schema_changes (
 );
 create table if not exists {SCHEMA}.dbt_nodes (
     dag_id varchar, run_id varchar, unique_id varchar, resource_type varchar, name varchar,
-    status varchar, failures bigint, message varchar, execution_seconds double, finished_at timestamptz
+    status varchar, failures bigint, message varchar, execution_seconds double precision, finished_at timestamptz
 );
 """
 
@@ -132,8 +132,29 @@ def clean_error(error: BaseException | str) -> str:
 # --- writing -------------------------------------------------------------------------------------
 
 
+class _ServerStatements:
+    """`execute`/`executemany` with `?` parameters over a DB-API connection in autocommit (psycopg2's)."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.execute(sql.replace("?", "%s"), tuple(parameters) or None)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), [tuple(row) for row in rows])
+
+
+def statements(connection: Any) -> Any:
+    """The warehouse connection as the writers here use it: DuckDB's as is, a PostgreSQL one adapted."""
+    return connection if type(connection).__module__.lstrip("_").startswith("duckdb") else _ServerStatements(connection)
+
+
 def ensure_tables(connection: Any) -> None:
-    """Create schema `mallard_meta` and its tables when missing (a DuckDB connection)."""
+    """Create schema `mallard_meta` and its tables when missing (a DuckDB or PostgreSQL connection)."""
+    connection = statements(connection)
     for statement in filter(str.strip, DDL.split(";")):
         connection.execute(statement)
 
@@ -155,6 +176,7 @@ def write(
 ) -> None:
     """Replace the rows of `table` matching `replace` (column -> value) with `rows`, in one transaction."""
     ensure_tables(connection)
+    connection = statements(connection)
     where = " and ".join(f"{column} = ?" for column in replace)
     connection.execute("begin transaction")
     try:

@@ -1,8 +1,10 @@
 """What the ingestion tasks run: one source's dlt pipeline in two steps, and the staging step.
 
 `extract` (extract + normalize) touches no warehouse, so sources extract in parallel. `load`
-writes to DuckDB and runs in the warehouse pool. The two share a working folder unique to the
-DAG run and source, so concurrent runs (backfills) never share dlt state.
+writes to the warehouse and runs in the warehouse pool. The two share a working folder unique to
+the DAG run and source, so concurrent runs (backfills) never share dlt state. On a server
+warehouse (PostgreSQL) the two run in one task (`tasks.ingest_task`), so the folder never has to
+move between workers.
 
 `extract` also reports type drift (columns whose type changed against the previous load or the
 type the dbt project declares, new variant columns); `load` creates the raw tables dbt reads that
@@ -37,7 +39,7 @@ from include.mallard.raw_tables import (
     create_missing_tables,
     declared_tables,
 )
-from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
+from include.mallard.warehouse import Warehouse, active_warehouse, resolve_warehouse_path, retry_on_lock
 
 if TYPE_CHECKING:
     import dlt
@@ -77,26 +79,45 @@ def staging_dataset_name(source: SourceConfig) -> str:
     return STAGING_DATASET_LAYOUT % source.dataset_name
 
 
-def _pipeline(source: SourceConfig, work_dir: Path, warehouse_path: Path) -> dlt.Pipeline:
+def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
+    """dlt's destination for `warehouse`, where it is (for logs), and its (namespace, catalog) for Asset URIs."""
     import dlt
+
+    from include.mallard.assets import duckdb_location, postgres_location
+
+    # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
+    # failed load leaves the previous table readable. (DuckDB cannot clone or move a table
+    # across schemas, so dlt's `staging-optimized` is this same copy; `truncate-and-insert`
+    # would leave an empty table after a failed load: docs/benchmarks.md.)
+    staging = {"replace_strategy": "insert-from-staging", "staging_dataset_name_layout": STAGING_DATASET_LAYOUT}
+    if not warehouse.is_embedded:
+        from include.mallard.postgres_warehouse import check_reachable
+
+        found = check_reachable(warehouse)
+        # dlt's own default for postgres, `insert_values` (Parquet needs the ADBC driver).
+        destination = dlt.destinations.postgres(credentials=found.uri(), **staging)
+        return destination, f"postgres {found.where()}", postgres_location(found.host, found.port, found.database)
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    path = resolve_warehouse_path()
+    destination = dlt.destinations.duckdb(
+        DuckDbCredentials(str(path), global_config={"memory_limit": duckdb_memory_limit()}),
+        # Row-based resources (synthetic, REST, SQL via sqlalchemy, python) are normalized into
+        # Parquet: dlt's DuckDB default, `insert_values`, held a load's SQL text in memory
+        # (6 GB at 212k rows) and was 20x slower. Types, merge and contracts are unchanged.
+        preferred_loader_file_format="parquet",
+        **staging,
+    )
+    return destination, str(path), duckdb_location(path)
+
+
+def _pipeline(source: SourceConfig, work_dir: Path, destination: Any) -> dlt.Pipeline:
+    import dlt
 
     pipeline = dlt.pipeline(
         pipeline_name=f"mallard_{source.name}",
         pipelines_dir=str(work_dir),
-        # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
-        # failed load leaves the previous table readable. (DuckDB cannot clone or move a table
-        # across schemas, so dlt's `staging-optimized` is this same copy; `truncate-and-insert`
-        # would leave an empty table after a failed load: docs/benchmarks.md.)
-        destination=dlt.destinations.duckdb(
-            DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": duckdb_memory_limit()}),
-            replace_strategy="insert-from-staging",
-            staging_dataset_name_layout=STAGING_DATASET_LAYOUT,
-            # Row-based resources (synthetic, REST, SQL via sqlalchemy, python) are normalized into
-            # Parquet: dlt's DuckDB default, `insert_values`, held a load's SQL text in memory
-            # (6 GB at 212k rows) and was 20x slower. Types, merge and contracts are unchanged.
-            preferred_loader_file_format="parquet",
-        ),
+        destination=destination,
         dataset_name=source.dataset_name,
     )
     # The run's folder starts empty: never read state from the warehouse while extracting, as
@@ -191,7 +212,12 @@ def _built_tables(items: list[Any]) -> list[str]:
 
 
 def extract(
-    source: SourceConfig, interval: Interval, work_dir: Path, *, dbt_project_dir: Path = DBT_PROJECT_DIR
+    source: SourceConfig,
+    interval: Interval,
+    work_dir: Path,
+    *,
+    dbt_project_dir: Path = DBT_PROJECT_DIR,
+    warehouse: Warehouse | None = None,
 ) -> dict[str, Any]:
     """Extract and normalize `source` for `interval`; return rows per table, ready to load.
 
@@ -205,7 +231,7 @@ def extract(
     started_at, clock = history.now(), time.monotonic()
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a retried extract starts clean rather than loading twice
-    pipeline = _pipeline(source, work_dir, resolve_warehouse_path())
+    pipeline = _pipeline(source, work_dir, _destination(warehouse or active_warehouse())[0])
     previous = schema_store.remembered(source.name)  # before this run replaces it
     log.info("Extracting source %r for %s into %s", source.name, interval, work_dir)
     items = build_resources(source, interval)
@@ -252,6 +278,7 @@ def load(
     *,
     dbt_project_dir: Path = DBT_PROJECT_DIR,
     run: history.RunRef | None = None,
+    warehouse: Warehouse | None = None,
 ) -> dict[str, Any]:
     """Load what `extract` prepared into `raw_<source>`, create the empty tables dbt reads, drop the working folder.
 
@@ -267,9 +294,9 @@ def load(
             rows = history.load_rows(run, source.name, {}, error=error)
             history_queue.record_failed_load(None, run, source.name, rows)
         raise error
-    warehouse_path = resolve_warehouse_path()
-    pipeline = _pipeline(source, work_dir, warehouse_path)
-    log.info("Loading source %r into %s (schema %s)", source.name, warehouse_path, source.dataset_name)
+    destination, where, location = _destination(warehouse or active_warehouse())
+    pipeline = _pipeline(source, work_dir, destination)
+    log.info("Loading source %r into %s (schema %s)", source.name, where, source.dataset_name)
     facts, clock = _facts(work_dir), time.monotonic()
     try:
         load_info = retry_on_lock(pipeline.load)
@@ -294,7 +321,8 @@ def load(
             history_queue.record_failed_load(lambda: _connection(pipeline), run, source.name, failed)
         raise
     shutil.rmtree(work_dir, ignore_errors=True)
-    summary = {"dataset": source.dataset_name, "warehouse": str(warehouse_path), "loads": list(load_info.loads_ids)}
+    summary = {"dataset": source.dataset_name, "warehouse": where, "loads": list(load_info.loads_ids)}
+    summary["location"] = list(location)
     # Every table the source's resources load (dlt's child tables, `orders__items`, belong to
     # theirs) with this load's rows, and the empty ones dbt reads: one Asset event each (tasks.py).
     rows = facts.get("rows", {})

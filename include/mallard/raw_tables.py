@@ -81,7 +81,7 @@ def canonical_type(sql_type: str) -> str | None:
 
 def _existing_tables(client: Any, dataset: str) -> set[str]:
     rows = client.execute_sql(
-        "select lower(table_name) from information_schema.tables where lower(table_schema) = lower(?)", dataset
+        "select lower(table_name) from information_schema.tables where lower(table_schema) = lower(%s)", dataset
     )
     return {name for (name,) in rows}
 

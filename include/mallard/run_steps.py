@@ -17,7 +17,7 @@ from include.mallard import tasks
 from include.mallard.alerts import MallardWebhookNotifier
 from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
-from include.mallard.warehouse import WAREHOUSE_POOL, resolve_warehouse_path
+from include.mallard.warehouse import Warehouse, active_warehouse, resolve_warehouse_path
 
 PUBLISH_TASK_ID = "publish"
 DOCS_TASK_ID = "dbt_docs"
@@ -43,18 +43,19 @@ def dbt_task_macros(interval_bound: Callable[..., str]) -> dict[str, Callable[..
     }
 
 
-def dbt_steps(dag: DAG, dbt_project_dir: Path) -> Any:
+def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = None) -> Any:
     """The Cosmos dbt group, then `dbt_docs` (failing with a failed or missing build); the dbt group.
 
     Adds the project's models to the DAG's doc.
     """
-    dbt = build_dbt_group(dbt_project_dir)
+    warehouse = warehouse or active_warehouse()
+    dbt = build_dbt_group(dbt_project_dir, warehouse=warehouse)
     _keep_build_results(dbt)
     docs = PythonOperator(
         task_id=DOCS_TASK_ID,
         python_callable=generate_dbt_docs,
         op_kwargs={"dbt_project_dir": str(dbt_project_dir)},
-        pool=WAREHOUSE_POOL,
+        pool=warehouse.pool,
         doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
     )
     dag.doc_md = (dag.doc_md or "") + _models_doc(dbt)
@@ -63,7 +64,7 @@ def dbt_steps(dag: DAG, dbt_project_dir: Path) -> Any:
     return dbt
 
 
-def publish_step(dag: DAG) -> PythonOperator:
+def publish_step(dag: DAG, warehouse: Warehouse | None = None) -> PythonOperator:
     """The run's last task: write the history that waited for it, publish the read-only snapshot.
 
     A teardown: it runs when every other task of the run is done, whatever failed (the snapshot
@@ -75,7 +76,7 @@ def publish_step(dag: DAG) -> PythonOperator:
     publish = PythonOperator(
         task_id=PUBLISH_TASK_ID,
         python_callable=tasks.publish_task,
-        pool=WAREHOUSE_POOL,
+        pool=(warehouse or active_warehouse()).pool,
         doc_md="Records the run's dbt results (and failed extracts) in `mallard_meta`, then publishes the "
         "read-only snapshot `mallard.read.duckdb` that readers open instead of the warehouse.",
     ).as_teardown()

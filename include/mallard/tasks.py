@@ -10,9 +10,11 @@ functions, so the DAG file parses without them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from include.mallard.config import ConfigError, SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
-from include.mallard.warehouse import resolve_warehouse_path, retry_on_lock
+from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, retry_on_lock
 
 log = logging.getLogger(__name__)
 FIX_AND_RERUN = "Fix the file (`mallard validate` checks it), then clear this task or trigger the run again."
@@ -128,9 +130,12 @@ def extract_task(
         work_dir = ingest.run_work_dir(context["dag"].dag_id, context["run_id"], source_name)
         return ingest.extract(source, interval, work_dir, dbt_project_dir=Path(dbt_project_dir))
     except Exception as error:
-        # An extract never opens the warehouse: its failure waits for the run's last task.
+        # An extract never opens DuckDB: its failure waits for the run's last task. A server is
+        # written at once (the last task may run on another worker, which has not this one's disk).
         run = _run(context)
-        history_queue.record_failed_load(None, run, source_name, history.load_rows(run, source_name, {}, error=error))
+        connect = None if active_warehouse().is_embedded else _server_connection
+        rows = history.load_rows(run, source_name, {}, error=error)
+        history_queue.record_failed_load(connect, run, source_name, rows)
         raise
 
 
@@ -154,9 +159,30 @@ def load_task(
             summary["dataset"],
             summary["tables"],
             extra,
-            Path(summary["warehouse"]),
+            tuple(summary["location"]),
         )
     return summary
+
+
+def ingest_task(
+    source_name: str,
+    source_file: str,
+    earliest: str | None = None,
+    earliest_setting: str = "the project's `start_date` in mallard.yml",
+    source_start: str | None = None,
+    dbt_project_dir: str = str(DBT_PROJECT_DIR),
+    **context: Any,
+) -> dict[str, Any]:
+    """Task `ingest_<source>.load` on a server warehouse: extract, normalize and load in one process.
+
+    With several workers, the dlt package then never leaves the worker that made it: a retry on
+    another worker extracts again from the source instead of looking for a folder it does not have.
+    """
+    extracted = extract_task(
+        source_name, source_file, earliest, earliest_setting, source_start, dbt_project_dir, **context
+    )
+    summary = load_task(source_name, source_file, dbt_project_dir, **context)
+    return {**summary, "extracted": extracted}
 
 
 def _run(context: dict[str, Any]) -> history.RunRef:
@@ -169,8 +195,15 @@ def keep_dbt_run_results(project_dir: str, context: dict[str, Any], **_: Any) ->
     Cosmos runs dbt in a temporary copy of the project and deletes it after the callbacks; it
     calls them before raising a failed build, so the results of a build with failing tests are kept.
     """
+    run, results = _run(context), Path(project_dir) / "target" / "run_results.json"
     try:
-        history_queue.keep_run_results(_run(context), Path(project_dir) / "target" / "run_results.json")
+        if not active_warehouse().is_embedded and results.is_file():
+            # No writer lock on a server, and the run's last task may run on another worker: write now.
+            rows = history.dbt_nodes(json.loads(results.read_text(encoding="utf-8")), run.dag_id, run.run_id)
+            with _server_connection() as connection:
+                history.write_dbt_nodes(connection, run.dag_id, run.run_id, rows)
+            return
+        history_queue.keep_run_results(run, results)
     except Exception:  # the build's own outcome must not change because its history could not be kept
         log.exception("Could not keep the dbt build's run_results.json for the run's history")
 
@@ -187,8 +220,14 @@ def publish_task(**context: Any) -> dict[str, Any]:
 
     from include.mallard.snapshot import publish_snapshot
 
-    run, warehouse = _run(context), resolve_warehouse_path()
+    run = _run(context)
     result: dict[str, Any] = {}
+    if not active_warehouse().is_embedded:
+        # A server has no single-writer lock: readers query it directly, there is nothing to publish.
+        with _server_connection() as connection:
+            result["history"] = history_queue.flush_pending(connection, run)
+        return result
+    warehouse = resolve_warehouse_path()
     failure: Exception | None = None
     try:
 
@@ -206,6 +245,20 @@ def publish_task(**context: Any) -> dict[str, Any]:
     if failure is not None:
         raise failure
     return result
+
+
+@contextlib.contextmanager
+def _server_connection() -> Iterator[Any]:
+    import psycopg2
+
+    from include.mallard.postgres_warehouse import check_reachable
+
+    connection = psycopg2.connect(check_reachable(active_warehouse()).uri())
+    connection.autocommit = True
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def invalid_source_task(source_file: str, problems: list[str], **_: Any) -> None:

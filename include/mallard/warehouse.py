@@ -1,4 +1,8 @@
-"""The embedded DuckDB warehouse: where it is, and how writers share it.
+"""The warehouse: which one this deployment writes (`active_warehouse`), and the embedded DuckDB file.
+
+`active_warehouse()` reads the environment MALLARD_ENV selects from mallard.yml (config/environments.py):
+the embedded DuckDB file by default, or a PostgreSQL server (postgres_warehouse.py). The rest of
+this module is about the DuckDB file: where it is, and how writers share it.
 
 DuckDB lets one process write a file at a time. Inside Airflow every task that opens the
 warehouse runs in the 1-slot pool `WAREHOUSE_POOL`, so Airflow queues them instead of letting
@@ -13,9 +17,12 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from include.mallard.config.environments import EnvironmentSettings
+from include.mallard.config.project import ProjectSettings, load_project_settings
 from include.mallard.paths import DEFAULT_WAREHOUSE_PATH, resolve_project_path
 
 WAREHOUSE_PATH_ENV = "MALLARD_WAREHOUSE_PATH"
@@ -29,11 +36,55 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Warehouse:
+    """The warehouse of one environment: its kind, its connection, its dbt target and its writers' pool."""
+
+    environment: str
+    settings: EnvironmentSettings
+
+    @property
+    def kind(self) -> str:
+        return self.settings.warehouse
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the DuckDB file: one writer at a time, on this machine's disk."""
+        return self.kind == "duckdb"
+
+    @property
+    def connection_id(self) -> str:
+        return self.settings.connection
+
+    @property
+    def dbt_target(self) -> str:
+        return self.settings.target
+
+    @property
+    def pool(self) -> str:
+        return self.settings.pool
+
+    def describe(self) -> str:
+        """E.g. "environment `prod` (postgres warehouse, connection `mallard_warehouse_prod`)"."""
+        return f"environment `{self.environment}` ({self.kind} warehouse, connection `{self.connection_id}`)"
+
+
+def active_warehouse(settings: ProjectSettings | None = None) -> Warehouse:
+    """The warehouse of the environment MALLARD_ENV selects (default `dev`); reads mallard.yml, no connection.
+
+    Safe at DAG parse time. ConfigError (naming mallard.yml's `environments`) for an undefined environment.
+    """
+    name, environment = (settings or load_project_settings()).environment()
+    return Warehouse(name, environment)
+
+
 def _path_from_connection() -> str | None:
     try:
         from airflow.sdk import Connection
 
-        return Connection.get(WAREHOUSE_CONN_ID).host or None
+        warehouse = active_warehouse()
+        connection_id = warehouse.connection_id if warehouse.is_embedded else WAREHOUSE_CONN_ID
+        return Connection.get(connection_id).host or None
     except Exception:  # no connection (or no Airflow context) means "use the default"
         return None
 

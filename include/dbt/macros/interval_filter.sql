@@ -24,6 +24,6 @@
     {%- if is_incremental() and _mallard_interval_bound('start') -%}
         where {{ date_column }} >= cast(cast('{{ _mallard_interval_bound("start") }}' as timestamptz) as date)
             and {{ date_column }}
-            <= cast(cast('{{ _mallard_interval_bound("end") }}' as timestamptz) - interval 1 microsecond as date)
+            <= cast(cast('{{ _mallard_interval_bound("end") }}' as timestamptz) - interval '1 microsecond' as date)
     {%- endif -%}
 {%- endmacro %}

@@ -24,6 +24,12 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from include.mallard.config.base import SOURCE_NAME_PATTERN, ConfigValueError, StrictModel
 from include.mallard.config.cron import CRON_FIX, cron_problem
+from include.mallard.config.environments import (
+    ENVIRONMENT_ENV,
+    EnvironmentSettings,
+    default_environments,
+    selected_environment_name,
+)
 from include.mallard.config.loader import ConfigError, ConfigProblem, SourceConfig, parse_source_file, source_files
 from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
 from include.mallard.paths import PROJECT_ROOT, SOURCES_DIR
@@ -102,6 +108,13 @@ class ProjectSettings(StrictModel):
             "raw table has a new Asset event since dbt's last run (`all`)."
         ),
     )
+    environments: dict[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)], EnvironmentSettings] = Field(
+        default_factory=default_environments,
+        description=(
+            f"Where each environment writes, by name; env {ENVIRONMENT_ENV} picks one (default `dev`). Without this "
+            "section: `dev`, the embedded DuckDB file."
+        ),
+    )
     _path: Path | None = PrivateAttr(None)
 
     _date = field_validator("start_date", mode="before")(_plain_date)
@@ -129,6 +142,17 @@ class ProjectSettings(StrictModel):
         field = f"sources.{name}.start_date" if own else "start_date"
         state = "" if self.path.is_file() else f" (the file does not exist: default {DEFAULT_START_DATE})"
         return f"`{field}` in {_shown(self.path)}{state}"
+
+    def environment(self, name: str | None = None) -> tuple[str, EnvironmentSettings]:
+        """(name, settings) of environment `name`, default the one MALLARD_ENV selects; ConfigError if undefined."""
+        name = name or selected_environment_name()
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            message = f"has no environment {name!r} (env {ENVIRONMENT_ENV}={name}); defined: {known}"
+            fix = f"add `environments: {{{name}: {{warehouse: duckdb}}}}` to the file, or set {ENVIRONMENT_ENV} to "
+            fix += f"one of {known}"
+            raise ConfigError([ConfigProblem(self.path, "environments", message, fix)])
+        return name, self.environments[name]
 
     def with_overrides(self, *, schedule: str | None = None, start_date: dt.date | None = None) -> ProjectSettings:
         """A copy with another schedule or start date (the factory's arguments win over the file)."""
