@@ -383,8 +383,18 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
 class Stack:
     """A private stack (scripts/airflow_stack.py) on `root`, with the REST helpers of tests/e2e."""
 
-    def __init__(self, root: Path, dags_dir: Path, wait_for: tuple[str, ...] = (DAG_ID,)) -> None:
-        """`wait_for`: the DAGs that must be parsed before the stack counts as ready."""
+    def __init__(
+        self,
+        root: Path,
+        dags_dir: Path,
+        wait_for: tuple[str, ...] = (DAG_ID,),
+        *,
+        executor: str = "local",
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """`wait_for`: the DAGs that must be parsed before the stack counts as ready; `executor`
+        `celery` starts `workers` Celery workers (with PostgreSQL and Redis of the stack's own)."""
         from scripts.airflow_stack import StackConfig, free_port
 
         root.mkdir(parents=True, exist_ok=True)
@@ -404,7 +414,10 @@ class Stack:
                 "AIRFLOW__CORE__PARALLELISM": "8",
                 # Only what the benchmark triggers runs (as in tests/e2e/airflow_api.isolated_stack).
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                **(extra_env or {}),
             },
+            executor=executor,
+            workers=workers,
         )
 
     def __enter__(self) -> Stack:
@@ -483,6 +496,7 @@ class Stack:
         return {
             "request": body,
             "runs": len(runs),
+            "run_ids": [r["dag_run_id"] for r in runs],
             "data_intervals": intervals,
             "post_to_last_end_seconds": round((last_end - posted).total_seconds(), 2),
             "per_run_seconds": [round(s, 1) for s in per_run],

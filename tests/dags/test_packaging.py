@@ -115,3 +115,20 @@ def test_the_project_settings_file_reaches_the_image():
     ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert (PROJECT_ROOT / "mallard.yml").is_file()
     assert not {"mallard.yml", "*.yml", "/mallard.yml"} & set(ignored)
+
+
+def test_the_image_installs_every_warehouse_adapter_and_the_celery_executor():
+    """What the DAGs need but never import by name: dbt loads its adapter by the profile's type, and
+    Airflow its executor by the setting; the image installs requirements.txt (Astro's ONBUILD)."""
+    from typing import get_args
+
+    from include.mallard.config.environments import WarehouseKind
+
+    pins = _pins(PROJECT_ROOT / "requirements.txt")
+    for kind in get_args(WarehouseKind):
+        assert f"dbt-{kind}" in pins, f"requirements.txt does not install dbt's {kind} adapter"
+    assert "psycopg2-binary" in pins  # dlt's postgres destination
+    assert "apache-airflow-providers-celery" in pins  # AIRFLOW__CORE__EXECUTOR=CeleryExecutor
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor  # the pinned pair imports
+
+    assert CeleryExecutor.__name__ == "CeleryExecutor"

@@ -6,71 +6,19 @@ each environment runs the demo's ELT DAG once with `airflow dags test` for the s
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import os
 import subprocess
-from decimal import Decimal
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.e2e.helpers import AIRFLOW, airflow_env, run_airflow
 from tests.e2e.servers import PostgresUnavailable, free_port, postgres_server
+from tests.e2e.warehouse_digests import duckdb_digests, postgres_digests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
 LOGICAL_DATE = "2024-01-08"
 CONF = '{"start": "2024-01-05", "end": "2024-01-08"}'
-# What dlt adds per load (ids differ between any two loads by design): the data is the rest.
-PER_LOAD_COLUMNS = {"_dlt_load_id", "_dlt_id"}
 PASSWORD = "pw-never-shown-7f3k9q"
-COMPARED = (
-    "(table_schema like 'raw\\_%' escape '\\' and table_name not like '\\_dlt%' escape '\\') or table_schema = 'marts'"
-)
-
-
-def _value(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, float):
-        return format(Decimal(repr(value)).normalize(), "f")
-    return value if value is None else str(value)
-
-
-def _digests(execute) -> dict[str, tuple[int, str]]:
-    """Rows and an order-independent digest of each raw and mart table, values normalized across engines."""
-    found = {}
-    tables = execute(f"select table_schema, table_name from information_schema.tables where {COMPARED}")
-    for schema, table in tables:
-        columns = execute(
-            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-            (schema, table),
-        )
-        names = sorted(name for (name,) in columns if name not in PER_LOAD_COLUMNS)
-        rows = execute(f'select {", ".join(chr(34) + n + chr(34) for n in names)} from "{schema}"."{table}"')
-        lines = sorted(repr(tuple(_value(v) for v in row)) for row in rows)
-        found[f"{schema}.{table}"] = (len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest())
-    return found
-
-
-def _duckdb_digests(path: Path) -> dict[str, tuple[int, str]]:
-    with duckdb.connect(str(path), read_only=True) as connection:
-        return _digests(lambda sql, params=(): connection.execute(sql.replace("%s", "?"), list(params)).fetchall())
-
-
-def _postgres_digests(url: str) -> dict[str, tuple[int, str]]:
-    import psycopg2
-
-    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-
-        def execute(sql: str, params: tuple = ()) -> list[tuple]:
-            cursor.execute(sql, params or None)
-            return cursor.fetchall()
-
-        return _digests(execute)
 
 
 def _postgres_schemas(url: str) -> set[str]:
@@ -109,7 +57,7 @@ def runs(tmp_path_factory):
             results[f"schemas_before_{name}"] = _postgres_schemas(warehouse_url)
             run_airflow(["dags", "test", "mallard_elt", LOGICAL_DATE, "--conf", CONF], env, log)
             results[f"schemas_after_{name}"] = _postgres_schemas(warehouse_url)
-            results[f"postgres_after_{name}"] = _postgres_digests(warehouse_url)
+            results[f"postgres_after_{name}"] = postgres_digests(warehouse_url)
             results[f"{name}_log"] = log
         yield results
     finally:
@@ -132,8 +80,8 @@ def test_dev_writes_only_duckdb(runs):
 
 
 def test_postgres_and_duckdb_hold_the_same_rows(runs):
-    in_duckdb = _duckdb_digests(runs["root"] / "dev.duckdb")
-    in_postgres = _postgres_digests(runs["warehouse_url"])
+    in_duckdb = duckdb_digests(runs["root"] / "dev.duckdb")
+    in_postgres = postgres_digests(runs["warehouse_url"])
     assert in_duckdb["marts.orders"][0] > 0 and in_duckdb["raw_shop.orders"][0] > 0
     assert in_postgres == in_duckdb
 
