@@ -133,7 +133,9 @@ def build_dbt_group(
     profiles = check_profile(dbt_project_dir, warehouse)
     manifest = check_manifest_is_fresh(dbt_project_dir)
     checks_freshness = bool(sources_with_freshness(dbt_project_dir))
-    producer_args: dict[str, Any] = {"pool": warehouse.pool, "retries": 0}
+    # One `dbt build` at a time: two (a backfill's runs, on a server's several slots) would both
+    # replace the same views and tables ("relation ... already exists" on PostgreSQL).
+    producer_args: dict[str, Any] = {"pool": warehouse.pool, "retries": 0, "max_active_tis_per_dag": 1}
     if checks_freshness:
         producer_args["freshness_callback"] = skip_models_of_stale_sources
     group = DbtTaskGroup(

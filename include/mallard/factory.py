@@ -80,6 +80,9 @@ def build_ingestion_group(
     dates["source_start"] = source_start.isoformat()
     # One Asset event per raw table it writes (assets.py): URIs known only when it runs.
     outlets = [AssetAlias(source_alias_name(source.name))]
+    # Two runs (a backfill's) never load one source at once: they would share its tables and dlt's
+    # staging schema. Other sources load meanwhile, up to the pool's slots.
+    one_at_a_time = {"max_active_tis_per_dag": 1}
     with TaskGroup(group_id=f"ingest_{source.name}", tooltip=source.description) as group:
         if not warehouse.is_embedded:
             PythonOperator(
@@ -89,6 +92,7 @@ def build_ingestion_group(
                 retries=source.retries,
                 pool=warehouse.pool,
                 outlets=outlets,
+                **one_at_a_time,
             )
             return group
         extract = PythonOperator(
@@ -104,6 +108,7 @@ def build_ingestion_group(
             retries=source.retries,
             pool=warehouse.pool,
             outlets=outlets,
+            **one_at_a_time,
         )
         extract >> load
     return group

@@ -56,6 +56,7 @@ def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = Non
         python_callable=generate_dbt_docs,
         op_kwargs={"dbt_project_dir": str(dbt_project_dir)},
         pool=warehouse.pool,
+        max_active_tis_per_dag=1,  # one docs site: two runs would write the same folder
         doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
     )
     dag.doc_md = (dag.doc_md or "") + _models_doc(dbt)

@@ -80,3 +80,12 @@ def test_generated_prod_dag_matches_snapshot(dags):
     if os.environ.get("MALLARD_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
         SNAPSHOT.write_text(json.dumps(structure, indent=2, sort_keys=True) + "\n")
     assert structure == json.loads(SNAPSHOT.read_text())
+
+
+def test_no_two_runs_write_the_same_source_or_build_dbt_at_once(dags):
+    """A backfill's runs overlap: on a server's several pool slots, two loads of one source would share its
+    tables and dlt's staging schema, and two `dbt build`s would replace the same relations."""
+    for dag in dags.values():
+        writers = [t for t in dag.tasks if t.task_id.endswith(".load")]
+        writers += [dag.get_task(BUILD_TASK_ID), dag.get_task("dbt_docs")]
+        assert {t.task_id: t.max_active_tis_per_dag for t in writers} == {t.task_id: 1 for t in writers}

@@ -101,7 +101,10 @@ def test_a_backfill_on_two_workers_loads_what_duckdb_holds_for_the_same_days(sta
     print(f"\n3-day backfill on 2 Celery workers: {time.monotonic() - started:.0f} s")
     assert {r["state"] for r in runs} == {"success"}, [failed_tasks(api, DAG_ID, r["dag_run_id"]) for r in runs]
     instances = [ti for r in runs for ti in _task_instances(api, r["dag_run_id"]) if ti["state"] == "success"]
-    assert {ti["hostname"] for ti in instances} == {worker_hostname(name) for name in stack.worker_names}
+    # The scheduler itself marks empty tasks done: every other task ran on a worker, and on both.
+    assert {ti["operator"] for ti in instances if not ti["hostname"]} <= {"EmptyOperator"}
+    hostnames = {ti["hostname"] for ti in instances if ti["hostname"]}
+    assert hostnames == {worker_hostname(name) for name in stack.worker_names}
     # One task per source on a server warehouse: no extract that only one worker's disk holds.
     assert not [ti["task_id"] for ti in instances if ti["task_id"].endswith(".extract")]
     in_postgres = postgres_digests(stack.warehouse_uri)
