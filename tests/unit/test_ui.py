@@ -295,3 +295,15 @@ def test_the_sources_page_shows_each_sources_assets_and_their_last_event(publish
     stores = page[page.index("id='source-stores'") :]
     assert "Airflow has no Asset event from it" in stores[: stores.index("</section>")]
     _no_host_path(page)
+
+
+def test_the_sources_page_says_which_environment_and_warehouse(paths, monkeypatch):
+    monkeypatch.setenv("MALLARD_ENV", "dev")
+    dev = render_sources_page(SOURCES_DIR, LINKS)
+    assert "writes the <b>duckdb</b> warehouse through Airflow connection <code>mallard_warehouse</code>" in dev
+    assert "a server warehouse does not have" not in dev
+    monkeypatch.setenv("MALLARD_ENV", "prod")
+    prod = render_sources_page(SOURCES_DIR, LINKS)
+    assert "writes the <b>postgres</b> warehouse through Airflow connection <code>mallard_warehouse_prod</code>" in prod
+    # The snapshot is DuckDB's: the page says its loads are not the server's.
+    assert "a server warehouse does not have" in prod

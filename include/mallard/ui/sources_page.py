@@ -12,6 +12,7 @@ from include.mallard.ui.assets_panel import SourceAsset, assets_html
 from include.mallard.ui.data import Column, Load, Snapshot, SnapshotError, open_snapshot
 from include.mallard.ui.html import Links, age, duration, esc, frame, grid, link, number, pill, when
 from include.mallard.ui.text import shown_path, shown_text
+from include.mallard.warehouse import Warehouse, active_warehouse
 
 ELT_DAG_ID = "mallard_elt"  # the factory's default; a source with a schedule gets mallard_elt_ingest_<name>
 NO_LOAD_YET = "no load yet"
@@ -175,9 +176,10 @@ def render_sources_page(
         sources, problems = [item.source for item in files.valid], list(files.problems)
     except ConfigError as error:
         sources, problems = [], list(error.problems)
-    schedule = None
+    schedule, environment = None, ""
     try:
-        schedule = load_project_settings(PROJECT_SETTINGS_FILE).schedule
+        settings = load_project_settings(PROJECT_SETTINGS_FILE)
+        schedule, environment = settings.schedule, _environment_html(active_warehouse(settings))
     except ConfigError as error:
         problems += error.problems
     assets = assets_of([source.name for source in sources]) if assets_of else None
@@ -202,4 +204,20 @@ def render_sources_page(
         f"<h1>Sources</h1><p class='lead'>{len(sources)} source{'s' if len(sources) != 1 else ''} in "
         f"<code>{esc(shown_path(sources_dir))}</code>; what each run loaded, from the warehouse snapshot.</p>"
     )
-    return frame("Sources", "sources", links, intro + problems_html(problems) + notice + cards)
+    return frame("Sources", "sources", links, intro + environment + problems_html(problems) + notice + cards)
+
+
+def _environment_html(warehouse: Warehouse) -> str:
+    """Which environment this deployment runs in and where it writes; on a server, that this page cannot show it."""
+    line = (
+        f"<p>Environment {pill(warehouse.environment)} writes the <b>{esc(warehouse.kind)}</b> warehouse through "
+        f"Airflow connection <code>{esc(warehouse.connection_id)}</code> (dbt target "
+        f"<code>{esc(warehouse.dbt_target)}</code>).</p>"
+    )
+    if not warehouse.is_embedded:
+        line += (
+            "<div class='notice'>This page reads the DuckDB snapshot, which a server warehouse does not have: "
+            "the loads below are not this environment's. Query the warehouse (and its <code>mallard_meta</code> "
+            "schema) directly.</div>"
+        )
+    return line
