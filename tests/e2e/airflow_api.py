@@ -117,6 +117,15 @@ def trigger_paused_run(api: Api, dag_id: str, logical_date: str, conf: dict[str,
     return run["dag_run_id"]
 
 
+def wait_until_running_on_a_worker(api: Api, path: str, timeout: float, poll: float = 0.5) -> dict[str, Any]:
+    """The task instance at `path` (REST) once it runs and has recorded its worker's hostname."""
+    deadline = time.monotonic() + timeout
+    while (ti := api.call("GET", path))["state"] != "running" or not ti["hostname"]:
+        assert time.monotonic() < deadline, f"{path} did not start within {timeout:.0f} s: {ti['state']}"
+        time.sleep(poll)
+    return ti
+
+
 def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
     """The run once it is `success` or `failed`; prints the count of task states every 30 s."""
     deadline = time.monotonic() + timeout

@@ -25,7 +25,15 @@ from typing import Any
 import pytest
 
 from scripts.airflow_stack import AirflowStack, StackConfig, celery_stack_unavailable, running_stack, worker_hostname
-from tests.e2e.airflow_api import Api, failed_tasks, start_backfill, wait_for_backfill, wait_for_dag, wait_for_run
+from tests.e2e.airflow_api import (
+    Api,
+    failed_tasks,
+    start_backfill,
+    wait_for_backfill,
+    wait_for_dag,
+    wait_for_run,
+    wait_until_running_on_a_worker,
+)
 from tests.e2e.helpers import airflow_env, run_airflow
 from tests.e2e.servers import free_port
 from tests.e2e.warehouse_digests import duckdb_digests, postgres_digests
@@ -117,10 +125,7 @@ def test_a_worker_killed_while_it_ingests_costs_one_try_and_no_row(stack, api, i
     one_day = {"logical_date": None, "conf": {"start": "2024-01-06", "end": "2024-01-07"}}
     run = api.call("POST", f"/dags/{DAG_ID}/dagRuns", json=one_day)
     path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/ingest_shop.load"
-    deadline = time.monotonic() + 300
-    while (ti := api.call("GET", path))["state"] != "running" or not ti["hostname"]:
-        assert time.monotonic() < deadline, f"ingest_shop.load did not start: {ti['state']}"
-        time.sleep(0.5)
+    ti = wait_until_running_on_a_worker(api, path, timeout=300)
     workers = {worker_hostname(name): name for name in stack.worker_names}
     victim = workers[ti["hostname"]]
     (survivor,) = set(stack.worker_names) - {victim}

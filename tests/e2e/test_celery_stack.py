@@ -37,7 +37,14 @@ from scripts.airflow_stack import (
     stack_processes,
     worker_hostname,
 )
-from tests.e2e.airflow_api import Api, failed_tasks, trigger_paused_run, wait_for_dag, wait_for_run
+from tests.e2e.airflow_api import (
+    Api,
+    failed_tasks,
+    trigger_paused_run,
+    wait_for_dag,
+    wait_for_run,
+    wait_until_running_on_a_worker,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
 
@@ -142,10 +149,7 @@ def test_a_task_of_a_killed_worker_is_retried_on_the_other_worker(stack: Airflow
     task_path = f"/dags/{LOSS}/dagRuns/{{run_id}}/taskInstances/outlive_worker"
     run_id = trigger_paused_run(api, LOSS, "2024-01-01T00:00:00Z", {})
     path = task_path.format(run_id=run_id)
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while (ti := api.call("GET", path))["state"] != "running" or not ti["hostname"]:
-        assert time.monotonic() < deadline, f"the task did not start: {ti['state']}"
-        time.sleep(1)
+    ti = wait_until_running_on_a_worker(api, path, timeout=RUN_TIMEOUT, poll=1)
     workers = {worker_hostname(name): name for name in stack.worker_names}
     victim = workers[ti["hostname"]]
     (survivor,) = set(stack.worker_names) - {victim}
