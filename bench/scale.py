@@ -177,7 +177,7 @@ def _child(what: str, source_file: Path, root: Path, data: Path) -> dict[str, An
     else:  # dlt alone: the same resources and destination settings, one pipeline.run
         from include.mallard.sources.registry import build_resources
 
-        pipeline = ingest._pipeline(source, root / "dlt", root / "warehouse.duckdb")
+        pipeline = ingest.warehouse_pipeline(source, root / "dlt")  # MALLARD_WAREHOUSE_PATH, set above
         pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(f"select count(*) from {source.dataset_name}.events").fetchone()[0]

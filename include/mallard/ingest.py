@@ -126,6 +126,11 @@ def _pipeline(source: SourceConfig, work_dir: Path, destination: Any) -> dlt.Pip
     return pipeline
 
 
+def warehouse_pipeline(source: SourceConfig, work_dir: Path, warehouse: Warehouse | None = None) -> dlt.Pipeline:
+    """The dlt pipeline of `source` in `work_dir`, into `warehouse` (default: the environment's)."""
+    return _pipeline(source, work_dir, _destination(warehouse or active_warehouse())[0])
+
+
 # --- type drift against the dbt project's declarations ----------------------------------------------
 
 
@@ -231,7 +236,7 @@ def extract(
     started_at, clock = history.now(), time.monotonic()
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a retried extract starts clean rather than loading twice
-    pipeline = _pipeline(source, work_dir, _destination(warehouse or active_warehouse())[0])
+    pipeline = warehouse_pipeline(source, work_dir, warehouse)
     previous = schema_store.remembered(source.name)  # before this run replaces it
     log.info("Extracting source %r for %s into %s", source.name, interval, work_dir)
     items = build_resources(source, interval)

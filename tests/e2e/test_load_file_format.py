@@ -2,7 +2,7 @@
 
 dlt's DuckDB default for rows (python dicts, REST pages, SQL rows) is `insert_values`: the load
 executes SQL text holding every row, so a task's memory grew with the table (6 GB at 212k rows,
-issue 15). Mallard sets Parquet for every load file (`ingest._pipeline`). These tests run a
+issue 15). Mallard sets Parquet for every load file (`ingest._destination`). These tests run a
 `kind: python` source (its functions are below) through the real `ingest.extract` and `load`.
 """
 

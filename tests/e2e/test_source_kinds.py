@@ -500,7 +500,7 @@ def test_loads_cap_duckdb_memory(runner, tmp_path, monkeypatch, setting, shown):
     _put(data, "stores.csv", "store_id,city\n1,Lyon\n", day(1))
     source = runner.source("master", STORES_SOURCE.format(path=data))
     runner.run(source, day(1), day(2))
-    pipeline = ingest._pipeline(source, tmp_path / "probe", runner.warehouse)
+    pipeline = ingest.warehouse_pipeline(source, tmp_path / "probe")  # MALLARD_WAREHOUSE_PATH: the runner's
     with pipeline.sql_client() as client:
         [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
     assert limit == shown
@@ -518,7 +518,7 @@ def test_a_load_waits_for_a_locked_warehouse_then_fails_clearly_and_keeps_its_da
     work_dir = ingest.run_work_dir("test_source_kinds", "locked", source.name)
     ingest.extract(source, Interval(day(2), day(3)), work_dir)
     with warehouse_held_open(runner.warehouse, 120):
-        pipeline = ingest._pipeline(source, work_dir, runner.warehouse)
+        pipeline = ingest.warehouse_pipeline(source, work_dir)
         with pytest.raises(Exception) as failure:
             retry_on_lock(pipeline.load, attempts=2, wait_seconds=0.5)
     assert is_lock_error(failure.value)
