@@ -9,8 +9,11 @@ Everything here runs when a task runs, never at DAG parse time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from include.mallard.warehouse import Warehouse
@@ -81,20 +84,36 @@ def credentials(warehouse: Warehouse) -> PostgresCredentials:
     )
 
 
-def check_reachable(warehouse: Warehouse) -> PostgresCredentials:
-    """Connect once (10 s timeout) so that an unreachable server fails the task saying which and how to fix it."""
+def _open(warehouse: Warehouse, found: PostgresCredentials) -> Any:
+    """A psycopg2 connection (10 s timeout); WarehouseUnavailable saying which server and how to fix it."""
     import psycopg2
 
-    found = credentials(warehouse)
     try:
-        psycopg2.connect(found.uri(), connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+        return psycopg2.connect(found.uri(), connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg2.Error as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WarehouseUnavailable(
             f"{warehouse.describe()}: cannot connect to PostgreSQL at {found.where()}: {reason}. Fix: start the "
             f"server or correct connection `{warehouse.connection_id}` (host, port, login, password, schema)."
         ) from None
+
+
+def check_reachable(warehouse: Warehouse) -> PostgresCredentials:
+    """Connect once so that an unreachable server fails the task saying which and how to fix it."""
+    found = credentials(warehouse)
+    _open(warehouse, found).close()
     return found
+
+
+@contextlib.contextmanager
+def connect(warehouse: Warehouse) -> Iterator[Any]:
+    """An autocommit connection to the server (what the run history writes through), closed on exit."""
+    connection = _open(warehouse, credentials(warehouse))
+    connection.autocommit = True
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def export_for_dbt(warehouse: Warehouse) -> PostgresCredentials:

@@ -14,11 +14,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from include.mallard import assets, history, history_queue, ingest
+from include.mallard import assets, history, history_queue, ingest, postgres_warehouse
 from include.mallard.config import ConfigError, SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
@@ -247,18 +247,8 @@ def publish_task(**context: Any) -> dict[str, Any]:
     return result
 
 
-@contextlib.contextmanager
-def _server_connection() -> Iterator[Any]:
-    import psycopg2
-
-    from include.mallard.postgres_warehouse import check_reachable
-
-    connection = psycopg2.connect(check_reachable(active_warehouse()).uri())
-    connection.autocommit = True
-    try:
-        yield connection
-    finally:
-        connection.close()
+def _server_connection() -> contextlib.AbstractContextManager[Any]:
+    return postgres_warehouse.connect(active_warehouse())
 
 
 def invalid_source_task(source_file: str, problems: list[str], **_: Any) -> None:
