@@ -5,23 +5,30 @@
     python scripts/airflow_stack.py stop [--airflow-home PATH]
     python scripts/airflow_stack.py apply-settings [--airflow-home PATH] [--settings FILE]
 
-`start` migrates the metadata database (SQLite in AIRFLOW_HOME), applies `airflow_settings.yaml`
-the way the Astro CLI does, then runs api-server, scheduler, dag-processor and triggerer as
-separate processes with LocalExecutor and SimpleAuthManager, like `astro dev start` on Airflow 3
-(SQLite instead of Postgres). It prints the UI URL and login and stays in the foreground; Ctrl-C
-stops every process. The environment follows `scripts/env.sh`, which is sourced for it.
+`start` migrates the metadata database, applies `airflow_settings.yaml` the way the Astro CLI
+does, then runs api-server, scheduler, dag-processor and triggerer as separate processes with
+LocalExecutor and SimpleAuthManager, like `astro dev start` on Airflow 3. It prints the UI URL and
+login and stays in the foreground; Ctrl-C stops every process. The environment follows
+`scripts/env.sh`, which is sourced for it.
+
+The metadata database (`--metadata-db`) is, as under the Astro CLI, PostgreSQL: the stack's own
+cluster under AIRFLOW_HOME/stack (below). Without PostgreSQL's server programs it falls back to
+SQLite in AIRFLOW_HOME, which Airflow supports for trying things only: its scheduler can die at the
+start of a backfill ("database is locked", then a DagRun it no longer finds).
 
 Network: the api-server binds 127.0.0.1. The scheduler and the triggerer run with
 `--skip-serve-logs`, because their log servers bind every interface (`[::]:8793`/`8794`) and have
 no host setting; every component shares AIRFLOW_HOME/logs, so the UI reads task logs from the files.
 After start-up the stack checks that no process of it listens beyond loopback, and stops if one does.
 
-`--executor celery` runs the CeleryExecutor instead, which cannot use SQLite. Under
-AIRFLOW_HOME/stack it starts a private PostgreSQL cluster (initdb on the first start, pg_ctl) with
+PostgreSQL: a private cluster under AIRFLOW_HOME/stack (initdb on the first start, pg_ctl) with
 the metadata database `airflow` and a warehouse database `mallard`, whose URI every Airflow process
 gets as connection `mallard_warehouse_prod` (AIRFLOW_CONN_MALLARD_WAREHOUSE_PROD) and which is
-printed and kept in the state file; redis-server as the broker (the result backend is the
-metadata database); and N `airflow celery worker` processes. Each worker has its own celery
+printed and kept in the state file.
+
+`--executor celery` runs the CeleryExecutor instead, which always uses that PostgreSQL; also
+redis-server as the broker (the result backend is the metadata database) and N
+`airflow celery worker` processes. Each worker has its own celery
 hostname (`worker1@mallard`), task-instance hostname (`mallard-worker1`, through
 `[core] hostname_callable`), HOME, TMPDIR, MALLARD_WORK_DIR and Cosmos cache, so that workers share
 no local storage except AIRFLOW_HOME/logs: their log servers are off, as the scheduler's are, so
@@ -77,6 +84,7 @@ COMPONENTS: dict[str, list[str]] = {
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+METADATA_DATABASES = ("postgres", "sqlite")
 REDIS = "redis"
 WORKER_PREFIX = "worker"  # Celery workers are components worker1, worker2, ...
 DEFAULT_WORKERS = 2
@@ -354,7 +362,7 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 class ServiceUnavailable(StackError):
-    """A program (or user) the Celery stack needs is not on this machine."""
+    """A program (or user) PostgreSQL or the Celery stack needs is not on this machine."""
 
 
 def _major_version(pg_ctl: Path) -> int:
@@ -392,14 +400,33 @@ def _redis_server() -> str:
     return found
 
 
-def celery_stack_unavailable() -> str | None:
-    """Why the Celery stack cannot run on this machine, or None if it can."""
+def postgres_unavailable() -> str | None:
+    """Why the stack cannot run its own PostgreSQL on this machine, or None if it can."""
     try:
-        _redis_server()
         _postgres_bindir()
         _postgres_owner()
     except ServiceUnavailable as error:
         return str(error)
+    return None
+
+
+def celery_stack_unavailable() -> str | None:
+    """Why the Celery stack cannot run on this machine, or None if it can."""
+    try:
+        _redis_server()
+    except ServiceUnavailable as error:
+        return str(error)
+    return postgres_unavailable()
+
+
+def postgres_unavailable_for(folder: Path) -> str | None:
+    """Why the stack cannot run its own PostgreSQL with its cluster under `folder`, or None if it can."""
+    if reason := postgres_unavailable():
+        return reason
+    prefix, _ = _postgres_owner()
+    existing = next(path for path in (folder.resolve(), *folder.resolve().parents) if path.exists())
+    if prefix and subprocess.run([*prefix, "test", "-x", str(existing)], check=False).returncode != 0:
+        return f"user postgres cannot reach {existing}"
     return None
 
 
@@ -561,20 +588,26 @@ class CeleryServices:
         return [_redis_server(), str(config)]
 
     def env(self, worker_concurrency: int) -> dict[str, str]:
-        superuser = PostgresCluster.SUPERUSER
         return {
             "AIRFLOW__CORE__EXECUTOR": EXECUTORS["celery"],
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.uri(superuser, "postgresql+psycopg2"),
-            # Airflow 3 also opens an async engine; it would pick asyncpg, which is not installed.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self.postgres.uri(superuser, "postgresql+psycopg_async"),
             "AIRFLOW__CELERY__BROKER_URL": f"redis://:{self.redis_password}@{LOOPBACK}:{self.redis_port}/0",
-            "AIRFLOW__CELERY__RESULT_BACKEND": self.postgres.uri(superuser, "db+postgresql"),
+            "AIRFLOW__CELERY__RESULT_BACKEND": self.postgres.uri(PostgresCluster.SUPERUSER, "db+postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
             # A task instance's `hostname` (sent by the worker's supervisor when the task starts and
             # with each heartbeat) names the worker, not the one machine they all run on.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.airflow_stack.stack_hostname",
-            f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": self.postgres.warehouse_uri,
         }
+
+
+def postgres_env(postgres: PostgresCluster) -> dict[str, str]:
+    """The metadata database and the warehouse connection on the stack's own PostgreSQL."""
+    superuser = PostgresCluster.SUPERUSER
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.uri(superuser, "postgresql+psycopg2"),
+        # Airflow 3 also opens an async engine; it would pick asyncpg, which is not installed.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": postgres.uri(superuser, "postgresql+psycopg_async"),
+        f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": postgres.warehouse_uri,
+    }
 
 
 def stack_hostname() -> str:
@@ -609,6 +642,10 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)  # applied last: wins over everything
     dags_folder: Path | None = None  # None: scripts/env.sh's (the project's dags/)
     executor: str = "local"  # a key of EXECUTORS
+    metadata_db: str = "sqlite"  # one of METADATA_DATABASES; the celery executor always uses postgres
+    # Where the stack's PostgreSQL keeps its cluster (default AIRFLOW_HOME/stack/postgres). As root
+    # the server runs as user `postgres`, who must be able to reach it.
+    postgres_dir: Path | None = None
     workers: int = DEFAULT_WORKERS  # Celery workers (celery executor only)
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
 
@@ -618,9 +655,12 @@ class StackConfig:
 
 
 def stack_env(
-    config: StackConfig, base: Mapping[str, str] | None = None, celery: CeleryServices | None = None
+    config: StackConfig,
+    base: Mapping[str, str] | None = None,
+    postgres: PostgresCluster | None = None,
+    celery: CeleryServices | None = None,
 ) -> dict[str, str]:
-    """The environment of every Airflow process of the stack (`celery`: that of the Celery stack)."""
+    """The environment of every Airflow process of the stack, on `postgres` if given, Celery's with `celery`."""
     home = config.airflow_home.resolve()
     env = dict(os.environ if base is None else base)
     env["AIRFLOW_HOME"] = str(home)
@@ -648,6 +688,8 @@ def stack_env(
     )
     if config.dags_folder is not None:
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(config.dags_folder.resolve())
+    if postgres is not None:
+        env.update(postgres_env(postgres))
     if celery is not None:
         env.update(celery.env(config.worker_concurrency))
     env.update(config.extra_env)
@@ -681,16 +723,21 @@ class Component:
 class AirflowStack:
     """api-server, scheduler, dag-processor and triggerer on one AIRFLOW_HOME, each its own process.
 
-    With the celery executor also PostgreSQL (started by `prepare`), Redis and the Celery workers.
+    On PostgreSQL (started by `prepare`) unless the metadata database is SQLite; with the celery
+    executor also Redis and the Celery workers.
     """
 
     def __init__(self, config: StackConfig) -> None:
         if config.executor not in EXECUTORS:
             raise StackError(f"unknown executor {config.executor!r}; one of {', '.join(EXECUTORS)}")
+        if config.metadata_db not in METADATA_DATABASES:
+            choices = ", ".join(METADATA_DATABASES)
+            raise StackError(f"unknown metadata database {config.metadata_db!r}; one of {choices}")
         self.config = config
         self.home = config.airflow_home.resolve()
-        self.env = stack_env(config)  # the Celery stack's, once `prepare` has started PostgreSQL
+        self.env = stack_env(config)  # on PostgreSQL once `prepare` has started it
         self.components: list[Component] = []
+        self.postgres: PostgresCluster | None = None
         self.services: CeleryServices | None = None
         self.started_at = dt.datetime.now(dt.UTC)
         self._state_written = False
@@ -700,9 +747,13 @@ class AirflowStack:
         return self.config.executor == "celery"
 
     @property
+    def on_postgres(self) -> bool:
+        return self.celery or self.config.metadata_db == "postgres"
+
+    @property
     def warehouse_uri(self) -> str | None:
-        """The Celery stack's warehouse database (Airflow connection mallard_warehouse_prod)."""
-        return self.services.postgres.warehouse_uri if self.services else None
+        """The stack's PostgreSQL warehouse database (Airflow connection mallard_warehouse_prod)."""
+        return self.postgres.warehouse_uri if self.postgres else None
 
     def worker_dir(self, worker: str) -> Path:
         return self.stack_dir / "workers" / worker
@@ -731,17 +782,19 @@ class AirflowStack:
         passwords = _passwords_file(self.home)
         passwords.write_text(json.dumps({self.config.username: self.config.password}) + "\n")
         passwords.chmod(0o600)
-        if self.celery:
+        if self.on_postgres:
             self._start_postgres()
         self._run_once("db-migrate", self._airflow("db", "migrate"))
 
     def _start_postgres(self) -> None:
-        postgres = _stack_postgres(self.stack_dir)
+        postgres = PostgresCluster(self.config.postgres_dir or _stack_postgres(self.stack_dir).root)
         if running := postgres.postmaster():  # not ours: never stop it
             raise StackError(f"PostgreSQL runs on {postgres.data_dir} (pid {running.pid}): {_stop_hint(self.home)}")
-        self.services = CeleryServices(postgres, redis_dir=self.stack_dir / "redis")
+        self.postgres = postgres
+        if self.celery:
+            self.services = CeleryServices(postgres, redis_dir=self.stack_dir / "redis")
         postgres.start()
-        self.env = stack_env(self.config, celery=self.services)
+        self.env = stack_env(self.config, postgres=postgres, celery=self.services)
         self._write_state()  # so that `stop` finds PostgreSQL from now on
 
     def apply_settings(self) -> None:
@@ -773,8 +826,8 @@ class AirflowStack:
     def start(self, timeout: float = 180.0) -> None:
         """Start every component and wait until the api-server reports all of them healthy."""
         self.check_can_start()
-        if self.celery and self.services is None:
-            raise StackError("the Celery stack starts PostgreSQL in prepare(): call it first")
+        if self.on_postgres and self.postgres is None:
+            raise StackError("the stack starts PostgreSQL in prepare(): call it first")
         self.started_at = dt.datetime.now(dt.UTC)
         try:
             if self.services is not None:
@@ -837,10 +890,9 @@ class AirflowStack:
         state: dict[str, Any] = {
             str(c.info.pid): {"name": c.name, "start_time": c.info.start_time} for c in self.components
         }
-        if self.services is not None:
-            postgres = self.services.postgres
-            state["postgres"] = {"data_dir": str(postgres.data_dir), "port": postgres.port}
-            state["warehouse_uri"] = postgres.warehouse_uri  # Airflow connection mallard_warehouse_prod
+        if self.postgres is not None:
+            state["postgres"] = {"data_dir": str(self.postgres.data_dir), "port": self.postgres.port}
+            state["warehouse_uri"] = self.postgres.warehouse_uri  # Airflow connection mallard_warehouse_prod
         _write_private(self.state_file, json.dumps(state, indent=2) + "\n")
         self._state_written = True
 
@@ -895,7 +947,7 @@ class AirflowStack:
     def check_loopback_only(self) -> None:
         """Fail if any process of the stack listens on an address other than loopback."""
         roots = [c.info.pid for c in self.components]
-        if self.services is not None and (server := self.services.postgres.postmaster()):
+        if self.postgres is not None and (server := self.postgres.postmaster()):
             roots.append(server.pid)
         pids = stack_processes(roots)
         exposed = [s for s in listening_sockets(pids) if not _is_loopback(s[1])]
@@ -915,8 +967,9 @@ class AirflowStack:
                     component.popen.wait(timeout=5)  # reap, so that no zombie is left behind
             self.components = []
         finally:
-            if self.services is not None:
-                self.services.postgres.stop()
+            if self.postgres is not None:
+                self.postgres.stop()
+                self.postgres = None
                 self.services = None
         if self._state_written:
             self.state_file.unlink(missing_ok=True)
@@ -999,7 +1052,7 @@ def _read_state(path: Path) -> list[tuple[str, ProcInfo]]:
         return []
     roots = []
     for pid, entry in state.items():
-        if not pid.isdigit():  # not a component: the Celery stack's PostgreSQL and warehouse URI
+        if not pid.isdigit():  # not a component: the stack's PostgreSQL and warehouse URI
             continue
         info = _proc_info(int(pid))
         if info is not None and info.start_time == entry["start_time"] and _is_alive(info):
@@ -1011,17 +1064,25 @@ def _stack_postgres(stack_dir: Path) -> PostgresCluster:
     return PostgresCluster(stack_dir / "postgres")
 
 
+def _state_postgres(state_file: Path) -> PostgresCluster:
+    """The PostgreSQL cluster of the stack of this state file (recorded there, else the default place)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return PostgresCluster(Path(json.loads(state_file.read_text())["postgres"]["data_dir"]).parent)
+    return _stack_postgres(state_file.parent)
+
+
 def _stack_is_running(state_file: Path) -> bool:
-    """Whether the stack of this state file still has a component, or the Celery stack's PostgreSQL, running."""
-    return bool(_read_state(state_file)) or _stack_postgres(state_file.parent).postmaster() is not None
+    """Whether the stack of this state file still has a component, or its PostgreSQL, running."""
+    return bool(_read_state(state_file)) or _state_postgres(state_file).postmaster() is not None
 
 
 def stop_from_state(airflow_home: Path, timeout: float = 30.0) -> int:
     """Stop a stack started by another process, from the PIDs it recorded. Returns how many."""
     state_file = airflow_home.resolve() / "stack" / STATE_FILE_NAME
     roots = _read_state(state_file)
+    postgres = _state_postgres(state_file)
     stop_processes(roots, timeout)
-    stopped_postgres = _stack_postgres(state_file.parent).stop()  # the Celery stack's, if it runs
+    stopped_postgres = postgres.stop()  # if it runs
     state_file.unlink(missing_ok=True)
     return len(roots) + stopped_postgres
 
@@ -1066,7 +1127,7 @@ def _run_foreground(config: StackConfig) -> int:
     signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
     try:
         started = time.monotonic()
-        database = "PostgreSQL in the stack folder, " if stack.celery else ""
+        database = "PostgreSQL in the stack folder, " if stack.on_postgres else "SQLite metadata database, "
         print(f"Preparing {stack.home} ({database}airflow db migrate, {config.settings_file or 'no settings file'})")
         stack.prepare()
         stack.apply_settings()
@@ -1079,7 +1140,8 @@ def _run_foreground(config: StackConfig) -> int:
         print(f"Login: {config.username} / {config.password}")
         if stack.celery:
             print(f"CeleryExecutor: workers {', '.join(stack.worker_names)}, {config.worker_concurrency} task(s) each")
-            print(f"Warehouse (Airflow connection {WAREHOUSE_CONN_ID}): {stack.warehouse_uri}")
+        if stack.warehouse_uri:
+            print(f"Warehouse for MALLARD_ENV=prod (Airflow connection {WAREHOUSE_CONN_ID}): {stack.warehouse_uri}")
         print(f"Component logs: {stack.stack_dir}/<component>.log; task logs: {stack.home / 'logs'}")
         print("Press Ctrl-C to stop every process.\n")
         while not (dead := stack.dead_components()):
@@ -1094,7 +1156,7 @@ def _run_foreground(config: StackConfig) -> int:
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        if stack.components or stack.services:
+        if stack.components or stack.postgres:
             print("Stopping the stack...")
             stack.stop()
             print("Stopped: no process of the stack is left.")
@@ -1115,6 +1177,11 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--dags-folder", type=Path, help="default: the project's dags/")
     start.add_argument("--executor", choices=EXECUTORS, default="local", help="default: %(default)s")
     start.add_argument("--workers", type=int, help=f"Celery workers (celery executor; default {DEFAULT_WORKERS})")
+    start.add_argument(
+        "--metadata-db",
+        choices=METADATA_DATABASES,
+        help="default: postgres when PostgreSQL's server programs are installed, else sqlite",
+    )
     # Internal: the stack runs this in a process whose environment is already the stack's.
     apply.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1124,12 +1191,21 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--workers needs --executor celery")
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
+        if args.executor == "celery" and args.metadata_db == "sqlite":
+            parser.error("the celery executor needs --metadata-db postgres")
+        metadata_db = args.metadata_db or ("postgres" if args.executor == "celery" else None)
+        if metadata_db is None:  # PostgreSQL, as under the Astro CLI, where it can run
+            reason = postgres_unavailable_for(args.airflow_home)
+            if reason:
+                print(f"The metadata database is SQLite, for trying things only: {reason}")
+            metadata_db = "sqlite" if reason else "postgres"
         config = StackConfig(
             airflow_home=args.airflow_home,
             port=args.port,
             settings_file=args.settings,
             dags_folder=args.dags_folder,
             executor=args.executor,
+            metadata_db=metadata_db,
             workers=args.workers or DEFAULT_WORKERS,
         )
         return _run_foreground(config)

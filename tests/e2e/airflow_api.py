@@ -9,6 +9,8 @@ a run while the DAG is paused and then unpauses it, so that exactly that run sta
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +20,14 @@ from typing import Any
 
 import httpx
 
-from scripts.airflow_stack import AirflowStack, StackConfig, free_port, running_stack, stack_processes
+from scripts.airflow_stack import (
+    AirflowStack,
+    StackConfig,
+    free_port,
+    postgres_unavailable,
+    running_stack,
+    stack_processes,
+)
 
 PARSE_TIMEOUT = 180.0
 RUN_TIMEOUT = 15 * 60.0
@@ -28,11 +37,19 @@ RUN_TIMEOUT = 15 * 60.0
 def isolated_stack(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[AirflowStack]:
     """A stack on a temporary home, warehouse and work folder under `root`, on a free loopback port.
 
-    Every process it started is gone afterwards (checked), also when the test fails.
+    Its metadata database is the stack's own PostgreSQL, as under the Astro CLI (on SQLite the
+    scheduler can die at the start of a backfill), unless PostgreSQL is not installed. Every process
+    it started is gone afterwards (checked), also when the test fails.
     """
+    # Not under `root`: as root, PostgreSQL runs as user postgres, and pytest's folders are private.
+    postgres_dir = None if postgres_unavailable() else Path(tempfile.mkdtemp(prefix="mallard-stack-postgres-"))
+    if postgres_dir is not None:
+        postgres_dir.chmod(0o711)
     config = StackConfig(
         airflow_home=root / "airflow",
         port=free_port(),
+        metadata_db="sqlite" if postgres_dir is None else "postgres",
+        postgres_dir=postgres_dir,
         extra_env={
             "MALLARD_WAREHOUSE_PATH": str(root / "warehouse" / "mallard.duckdb"),
             "MALLARD_WORK_DIR": str(root / "work"),
@@ -44,10 +61,16 @@ def isolated_stack(root: Path, extra_env: dict[str, str] | None = None) -> Itera
             **(extra_env or {}),
         },
     )
-    with running_stack(config) as running:
-        roots = [component.info.pid for component in running.components]
-        yield running
-    assert stack_processes(roots) == {}, "processes of the stack are still running"
+    try:
+        with running_stack(config) as running:
+            roots = [component.info.pid for component in running.components]
+            postgres = running.postgres
+            yield running
+        assert stack_processes(roots) == {}, "processes of the stack are still running"
+        assert postgres is None or postgres.postmaster() is None, "the stack's PostgreSQL still runs"
+    finally:
+        if postgres_dir is not None:
+            shutil.rmtree(postgres_dir, ignore_errors=True)
 
 
 class Api:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from scripts.airflow_stack import StackConfig, stack_env
+from scripts.airflow_stack import PostgresCluster, StackConfig, stack_env
 
 
 def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path: Path):
@@ -19,3 +20,16 @@ def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path
         assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
         assert env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"  # from scripts/env.sh
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+
+
+def test_a_stack_on_postgres_keeps_its_metadata_and_warehouse_there_not_in_sqlite(tmp_path: Path):
+    postgres = PostgresCluster(tmp_path / "postgres", port=15432)
+    postgres.root.mkdir()
+    (postgres.root / "passwords.json").write_text(json.dumps({"airflow": "meta-pw", "mallard": "wh-pw"}))
+    env = stack_env(StackConfig(airflow_home=tmp_path / "home", port=18080), base={}, postgres=postgres)
+
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:meta-pw@127.0.0.1:15432/airflow"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+psycopg_async://airflow:meta-pw@")
+    assert env["AIRFLOW_CONN_MALLARD_WAREHOUSE_PROD"] == "postgresql://mallard:wh-pw@127.0.0.1:15432/mallard"
+    assert "sqlite" not in " ".join(env.values())
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"  # PostgreSQL alone does not mean Celery
