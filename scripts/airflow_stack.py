@@ -473,8 +473,11 @@ class PostgresCluster:
     def uri(self, database: str, scheme: str = "postgresql") -> str:
         """The URI of `database` as its owner (the warehouse role for the warehouse, else the superuser)."""
         user = self.WAREHOUSE if database == self.WAREHOUSE else self.SUPERUSER
-        password = json.loads(self._passwords_file.read_text())[user]
-        return f"{scheme}://{user}:{password}@{LOOPBACK}:{self.port}/{database}"
+        return f"{scheme}://{user}:{self.password(user)}@{LOOPBACK}:{self.port}/{database}"
+
+    def password(self, user: str) -> str:
+        """The password initdb gave `user` (the superuser or the warehouse role)."""
+        return json.loads(self._passwords_file.read_text())[user]
 
     @property
     def warehouse_uri(self) -> str:

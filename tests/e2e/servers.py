@@ -3,7 +3,7 @@
 - `ShopApi`: a small JSON API that needs a credential, paginates four ways (page number,
   offset, cursor, next link), filters by an updated_at window, has a child endpoint, and answers
   429 and 503 once each before succeeding.
-- `postgres_server()`: a throwaway PostgreSQL cluster (initdb + pg_ctl) in a temp folder, on a
+- `postgres_server()`: a throwaway PostgreSQL cluster (the local stack's) in a temp folder, on a
   free port, with password auth; stopped and deleted also when the test fails.
 
 Run the API by hand to try the docs' examples: `python -m tests.e2e.servers` (port 8765).
@@ -15,10 +15,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 from collections import Counter
@@ -27,6 +24,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from scripts.airflow_stack import LOOPBACK, PostgresCluster, postgres_unavailable
+from scripts.airflow_stack import free_port as free_port  # the tests' free loopback port
 
 UTC = dt.UTC
 API_TOKEN = "test-token-4f1c9a"
@@ -216,28 +216,13 @@ class PostgresUnavailable(RuntimeError):
     """The PostgreSQL server binaries are not installed (or cannot run as a non-root user)."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def postgres_bindir() -> Path | None:
-    """The folder with initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    return candidates[0].parent if candidates else None
-
-
 @dataclass(frozen=True)
 class PostgresServer:
     host: str
     port: int
     user: str
     password: str
-    database: str = "postgres"
+    database: str
 
     @property
     def url(self) -> str:
@@ -251,47 +236,21 @@ class PostgresServer:
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
-    """Start a throwaway cluster; as root, it runs as the `postgres` user (PostgreSQL refuses root)."""
-    bindir = postgres_bindir()
-    if bindir is None:
-        raise PostgresUnavailable("initdb/pg_ctl not found; install Debian's package: apt-get install -y postgresql")
-    prefix: list[str] = []
-    owner = None
-    if os.geteuid() == 0:
-        try:
-            import pwd
+    """A throwaway cluster (the local stack's own `PostgresCluster`) on 127.0.0.1; yields its superuser's database.
 
-            owner = pwd.getpwnam("postgres")
-        except KeyError as error:
-            raise PostgresUnavailable("running as root and there is no `postgres` user to run the server") from error
-        prefix = ["runuser", "-u", "postgres", "--"]
+    As root the server runs as user `postgres`, so the temp folder is made searchable by it.
+    """
+    if reason := postgres_unavailable():
+        raise PostgresUnavailable(reason)
     root = Path(tempfile.mkdtemp(prefix="mallard-pg-"))
-    data, log, password_file = root / "data", root / "server.log", root / "password"
-    password = "pg-test-" + os.urandom(6).hex()
-    password_file.write_text(password)
-    if owner is not None:
-        for path in (root, password_file):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    port = free_port()
-    pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
-
-    def run(args: list[str]) -> None:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            server_log = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}\n{server_log}")
-
-    started = False
+    root.chmod(0o711)
+    cluster = PostgresCluster(root / "cluster")
     try:
-        run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "mallard", f"--pwfile={password_file}",
-             "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])  # fmt: skip
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off"
-        run([*pg_ctl, "-o", options, "-l", str(log), "-w", "-t", "60", "start"])
-        started = True
-        yield PostgresServer("127.0.0.1", port, "mallard", password)
+        cluster.start()
+        user = PostgresCluster.SUPERUSER
+        yield PostgresServer(LOOPBACK, cluster.port, user, cluster.password(user), database=user)
     finally:
-        if started:
-            subprocess.run([*pg_ctl, "-m", "immediate", "-w", "-t", "60", "stop"], capture_output=True, timeout=120)
+        cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
