@@ -41,11 +41,12 @@ from cosmos import (
 )
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
 
-from include.mallard.assets import export_warehouse_path_for_cosmos
+from include.mallard.assets import declare_model_outlets, declared_location, export_warehouse_path_for_cosmos
 from include.mallard.dbt_build_task import MallardDbtBuildOperator
 from include.mallard.dbt_project import (
     check_manifest_is_fresh,
     check_profile,
+    dbt_relations,
     read_dbt_project,
     sources_with_freshness,
 )
@@ -136,6 +137,10 @@ def build_dbt_group(
     # One `dbt build` at a time: two (a backfill's runs, on a server's several slots) would both
     # replace the same views and tables ("relation ... already exists" on PostgreSQL).
     producer_args: dict[str, Any] = {"pool": warehouse.pool, "retries": 0, "max_active_tis_per_dag": 1}
+    location = declared_location(warehouse)
+    if location:
+        # The model tasks declare their Assets (below): the build need not compute their URIs.
+        producer_args["emit_datasets"] = False
     if checks_freshness:
         producer_args["freshness_callback"] = skip_models_of_stale_sources
     group = DbtTaskGroup(
@@ -189,13 +194,15 @@ def build_dbt_group(
             },
             # Run conf {"full_refresh": true} rebuilds incremental models from scratch.
             "full_refresh": "{{ (dag_run.conf or {}).get('full_refresh', False) }}",
-            # Cosmos names model Assets from dbt's profile `path` as this process's env renders it:
-            # the resolved warehouse path, as the raw tables' Assets are named (assets.py).
+            # On DuckDB it checks the task's declared Asset names the file it writes; on a server,
+            # Cosmos names the model Assets from the profile this callback fills (assets.py).
             "on_execute_callback": [export_warehouse_path_for_cosmos],
         },
         **task_group_kwargs,
     )
     MallardDbtBuildOperator.use_for(_group_task(group, PRODUCER_WATCHER_TASK_ID))
+    if location:
+        declare_model_outlets(group.dag.tasks, dbt_relations(dbt_project_dir), location)
     _watch_after_build(group)
     from cosmos.operators.watcher import DbtSourceWatcherOperator
 

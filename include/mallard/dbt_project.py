@@ -12,22 +12,34 @@ task failing (and retrying) at run time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from include.mallard.warehouse import WAREHOUSE_PATH_ENV, Warehouse, active_warehouse, resolve_warehouse_path
+from include.mallard.warehouse import (
+    WAREHOUSE_PATH_ENV,
+    Warehouse,
+    active_warehouse,
+    configured_warehouse_path,
+    resolve_warehouse_path,
+)
 
 MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
 # The sources with a freshness rule, written beside the manifest: reading them from an 8 MB
 # manifest cost 0.15 s of every DAG parse at 1,000 models.
 FRESHNESS_SOURCES_RELATIVE_PATH = Path("target") / "mallard_freshness_sources.json"
+# Where each source and each built node lives (database, schema, table), written beside the
+# manifest for the same reason: the Assets a DAG declares are named from them at parse time.
+RELATIONS_RELATIVE_PATH = Path("target") / "mallard_relations.json"
+_BUILT_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 # What `dbt parse` reads: a change to any of these makes the manifest stale.
 _PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
@@ -193,18 +205,22 @@ def project_fingerprint(dbt_project_dir: Path) -> str:
 
 
 def record_fingerprint(dbt_project_dir: Path) -> None:
-    """Remember which project files the current manifest was built from (after `dbt parse`), and
-    which of its sources have a freshness rule."""
+    """Remember which project files the current manifest was built from (after `dbt parse`), which
+    of its sources have a freshness rule, and where its sources and nodes live."""
     (dbt_project_dir / FINGERPRINT_RELATIVE_PATH).write_text(project_fingerprint(dbt_project_dir))
-    sources = _sources_with_freshness_in_manifest(manifest_path(dbt_project_dir))
-    (dbt_project_dir / FRESHNESS_SOURCES_RELATIVE_PATH).write_text(json.dumps(sources))
+    manifest = _read_manifest(manifest_path(dbt_project_dir))
+    (dbt_project_dir / FRESHNESS_SOURCES_RELATIVE_PATH).write_text(json.dumps(_sources_with_freshness(manifest)))
+    (dbt_project_dir / RELATIONS_RELATIVE_PATH).write_text(json.dumps(_relations(manifest).as_json()))
 
 
-def _sources_with_freshness_in_manifest(manifest: Path) -> list[str]:
-    sources = json.loads(manifest.read_bytes()).get("sources", {}) if manifest.is_file() else {}
+def _read_manifest(manifest: Path) -> dict[str, Any]:
+    return json.loads(manifest.read_bytes()) if manifest.is_file() else {}
+
+
+def _sources_with_freshness(manifest: dict[str, Any]) -> list[str]:
     return sorted(
         unique_id
-        for unique_id, source in sources.items()
+        for unique_id, source in manifest.get("sources", {}).items()
         if any(((source.get("freshness") or {}).get(rule) or {}).get("count") for rule in ("warn_after", "error_after"))
     )
 
@@ -214,7 +230,63 @@ def sources_with_freshness(dbt_project_dir: Path) -> list[str]:
     recorded = dbt_project_dir / FRESHNESS_SOURCES_RELATIVE_PATH
     if recorded.is_file():
         return json.loads(recorded.read_text())
-    return _sources_with_freshness_in_manifest(manifest_path(dbt_project_dir))
+    return _sources_with_freshness(_read_manifest(manifest_path(dbt_project_dir)))
+
+
+Relation = tuple[str, str, str]  # (database, schema, table) as the manifest names it
+
+
+@dataclass(frozen=True)
+class DbtRelations:
+    """Where the manifest's sources and built nodes (models, seeds, snapshots; not ephemeral ones) live.
+
+    `catalog` is the warehouse's catalog when the manifest was built: on DuckDB, dbt names the
+    database after the file's stem, so a relation in it belongs to whatever file the tasks write.
+    """
+
+    catalog: str
+    sources: dict[str, Relation]
+    nodes: dict[str, Relation]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"catalog": self.catalog, "sources": self.sources, "nodes": self.nodes}
+
+    def source_tables(self, schema: str) -> list[Relation]:
+        """The sources dbt reads from `schema` (e.g. `raw_shop`), sorted."""
+        return sorted({relation for relation in self.sources.values() if relation[1] == schema})
+
+
+def _relations(manifest: dict[str, Any]) -> DbtRelations:
+    def relation(item: dict[str, Any], table_key: str) -> Relation:
+        return (item.get("database") or "", item.get("schema") or "", item.get(table_key) or item.get("name") or "")
+
+    nodes = {
+        unique_id: relation(node, "alias")
+        for unique_id, node in manifest.get("nodes", {}).items()
+        if node.get("resource_type") in _BUILT_RESOURCE_TYPES
+        and (node.get("config") or {}).get("materialized") != "ephemeral"
+    }
+    sources = {unique_id: relation(source, "identifier") for unique_id, source in manifest.get("sources", {}).items()}
+    return DbtRelations(configured_warehouse_path().stem, sources, nodes)
+
+
+def dbt_relations(dbt_project_dir: Path) -> DbtRelations:
+    """The relations recorded beside the manifest (read from the manifest itself if it was built elsewhere)."""
+    recorded = dbt_project_dir / RELATIONS_RELATIVE_PATH
+    if not recorded.is_file():
+        return _relations(_read_manifest(manifest_path(dbt_project_dir)))
+    # One parse asks for them once per source and once for dbt: read the file once.
+    return _recorded_relations(recorded, recorded.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _recorded_relations(recorded: Path, _mtime_ns: int) -> DbtRelations:
+    data = json.loads(recorded.read_text())
+
+    def relations(key: str) -> dict[str, Relation]:
+        return {unique_id: (database, schema, table) for unique_id, (database, schema, table) in data[key].items()}
+
+    return DbtRelations(data["catalog"], relations("sources"), relations("nodes"))
 
 
 def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:

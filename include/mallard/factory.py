@@ -28,10 +28,10 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, TaskGroup, TriggerRule
+from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule
 
 from include.mallard import tasks
-from include.mallard.assets import source_alias_name
+from include.mallard.assets import source_alias_name, source_outlets
 from include.mallard.config import SourceConfig
 from include.mallard.config.project import (
     InvalidSourceFile,
@@ -78,8 +78,8 @@ def build_ingestion_group(
     own_file = {"source_name": source.name, "source_file": str(item.path), "dbt_project_dir": str(dbt_project_dir)}
     dates = {"earliest": earliest.isoformat(), "earliest_setting": earliest_setting}
     dates["source_start"] = source_start.isoformat()
-    # One Asset event per raw table it writes (assets.py): URIs known only when it runs.
-    outlets = [AssetAlias(source_alias_name(source.name))]
+    # An Asset per raw table dbt reads, and the alias for the tables only a run finds (assets.py).
+    outlets = source_outlets(source.name, source.dataset_name, warehouse, dbt_project_dir)
     # Two runs (a backfill's) never load one source at once: they would share its tables and dlt's
     # staging schema. Other sources load meanwhile, up to the pool's slots.
     one_at_a_time = {"max_active_tis_per_dag": 1}
@@ -157,8 +157,9 @@ def _dag_doc(
         "",
         "## Sources",
         "",
-        "Each load records an Asset event per raw table it wrote through the source's Asset alias (the",
-        "UI's Assets view; `dbt_schedule: on_assets` in mallard.yml schedules dbt on them).",
+        "Each load records an Asset event per raw table (the UI's Assets view; `dbt_schedule: on_assets` in",
+        "mallard.yml schedules dbt on them): on DuckDB the tables dbt reads are the load task's declared Assets;",
+        "tables only a run discovers (and every table on a server warehouse) go through the source's Asset alias.",
         "",
         "| source | kind | schema | Asset alias | loads from | description |",
         "| --- | --- | --- | --- | --- | --- |",

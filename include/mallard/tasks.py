@@ -143,18 +143,21 @@ def load_task(
     source_name: str, source_file: str, dbt_project_dir: str = str(DBT_PROJECT_DIR), **context: Any
 ) -> dict[str, Any]:
     """Task `ingest_<source>.load`: load what `extract_task` prepared into the warehouse."""
-    run = _run(context)
+    run, task = _run(context), context.get("task")
     try:
         source = task_source(source_name, source_file)
+        if task is not None and active_warehouse().is_embedded:
+            assets.check_declared_outlets(task, assets.duckdb_location(resolve_warehouse_path()))
     except Exception as error:
         history_queue.record_failed_load(None, run, source_name, history.load_rows(run, source_name, {}, error=error))
         raise
     work_dir = ingest.run_work_dir(run.dag_id, run.run_id, source_name)
     summary = ingest.load(source, work_dir, dbt_project_dir=Path(dbt_project_dir), run=run)
-    if "outlet_events" in context:  # the load task's AssetAlias (factory); absent when called outside a task
+    if "outlet_events" in context:  # the load task's Assets (factory); absent when called outside a task
         extra = {"interval": summary.get("interval"), "load_ids": summary["loads"]}
         summary["assets"] = assets.emit_table_events(
             context["outlet_events"],
+            task.outlets if task is not None else [],
             source_name,
             summary["dataset"],
             summary["tables"],

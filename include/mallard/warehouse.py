@@ -26,7 +26,6 @@ from include.mallard.config.project import ProjectSettings, load_project_setting
 from include.mallard.paths import DEFAULT_WAREHOUSE_PATH, resolve_project_path
 
 WAREHOUSE_PATH_ENV = "MALLARD_WAREHOUSE_PATH"
-WAREHOUSE_CONN_ID = "mallard_warehouse"
 WAREHOUSE_POOL = "mallard_duckdb"
 SNAPSHOT_PATH_ENV = "MALLARD_SNAPSHOT_PATH"
 SNAPSHOT_FILE_NAME = "mallard.read.duckdb"
@@ -78,24 +77,52 @@ def active_warehouse(settings: ProjectSettings | None = None) -> Warehouse:
     return Warehouse(name, environment)
 
 
-def _path_from_connection() -> str | None:
+class WarehousePathError(RuntimeError):
+    """The `mallard_warehouse` connection names another DuckDB file than the one the DAG was parsed with."""
+
+
+def configured_warehouse_path() -> Path:
+    """The DuckDB file as configured: env MALLARD_WAREHOUSE_PATH, else warehouse/mallard.duckdb. Reads no connection.
+
+    Safe at DAG parse time: the Assets a DAG declares are named from it (assets.py), so the env
+    var must be the same for the DAG processor and the workers (scripts/env.sh, the Dockerfile).
+    """
+    configured = os.environ.get(WAREHOUSE_PATH_ENV)
+    return resolve_project_path(configured) if configured else DEFAULT_WAREHOUSE_PATH
+
+
+def _connection_host() -> tuple[str, str | None]:
+    warehouse = active_warehouse()
+    connection_id = warehouse.connection_id
+    if not warehouse.is_embedded:  # a server's connection names the server, not this file
+        return connection_id, None
     try:
         from airflow.sdk import Connection
 
-        warehouse = active_warehouse()
-        connection_id = warehouse.connection_id if warehouse.is_embedded else WAREHOUSE_CONN_ID
-        return Connection.get(connection_id).host or None
-    except Exception:  # no connection (or no Airflow context) means "use the default"
-        return None
+        return connection_id, Connection.get(connection_id).host or None
+    except Exception:  # no connection (or no Airflow at hand): nothing to disagree with
+        return connection_id, None
 
 
 def resolve_warehouse_path() -> Path:
-    """The DuckDB file: env MALLARD_WAREHOUSE_PATH, else connection `mallard_warehouse` (host), else the default.
+    """The DuckDB file this task writes: `configured_warehouse_path()`, its folder created.
 
-    Called at task run time (never at DAG parse time), also as a template macro for dbt tasks.
+    Without MALLARD_WAREHOUSE_PATH, a `mallard_warehouse` connection whose host names another file
+    than the default is an error, not a silent switch: the path used to come from there, but the
+    Assets are named at parse time, where connections are not read. Called at task run time, also
+    as a template macro for dbt tasks.
     """
-    configured = os.environ.get(WAREHOUSE_PATH_ENV) or _path_from_connection()
-    path = resolve_project_path(configured) if configured else DEFAULT_WAREHOUSE_PATH
+    path = configured_warehouse_path()
+    if not os.environ.get(WAREHOUSE_PATH_ENV):
+        connection_id, host = _connection_host()
+        if host and resolve_project_path(host) != path:
+            raise WarehousePathError(
+                f"Airflow connection `{connection_id}` has host {host!r}, but the warehouse is {path}: the DuckDB "
+                f"file is env {WAREHOUSE_PATH_ENV}, else the default, because the Assets a DAG declares are named "
+                f"when it is parsed, where connections are not read. Fix: set {WAREHOUSE_PATH_ENV}="
+                f"{resolve_project_path(host)} for every Airflow component (scheduler, DAG processor, workers), "
+                "or clear the connection's host."
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -147,19 +147,58 @@ def test_dbt_tasks_get_the_warehouse_path_and_interval_at_run_time(elt_dag):
         assert not task.vars
 
 
-def test_each_load_task_emits_its_raw_tables_through_one_asset_alias(elt_dag):
-    """URIs need the resolved warehouse path, known only at run time: an alias per source at parse time."""
-    from airflow.sdk import AssetAlias
+def test_each_load_task_declares_an_asset_per_raw_table_dbt_reads_and_its_alias(elt_dag):
+    """Stable URIs (the absolute warehouse path, as Cosmos names dbt's relations), known at parse time."""
+    from airflow.sdk import Asset, AssetAlias
 
+    from include.mallard.assets import table_uri
+    from include.mallard.warehouse import configured_warehouse_path
+
+    warehouse = configured_warehouse_path()
+    assert warehouse.is_absolute()
+    read_by_dbt: dict[str, set[str]] = {}
+    for source in _dbt_manifest()["sources"].values():
+        read_by_dbt.setdefault(source["schema"], set()).add(source["identifier"])
     loads = [t for t in elt_dag.tasks if t.task_id.endswith(".load")]
-    assert loads
+    assert {t.task_id for t in loads} == {"ingest_shop.load", "ingest_stores.load", "ingest_marketing.load"}
     for task in loads:
         source = task.task_id.split(".")[0].removeprefix("ingest_")
-        assert task.outlets == [AssetAlias(f"raw_{source}")], task.task_id
-    # The DAG's doc names each source's alias, where the Assets view shows its tables.
+        tables = sorted(read_by_dbt[f"raw_{source}"])
+        expected = [Asset(uri=table_uri(warehouse, f"raw_{source}", table)) for table in tables]
+        assert task.outlets == [*expected, AssetAlias(f"raw_{source}")], task.task_id
+    shop = elt_dag.get_task("ingest_shop.load").outlets
+    shop_tables = [o.name.rsplit("/", 2)[-2:] for o in shop[:-1]]
+    assert shop_tables == [["raw_shop", t] for t in ("customers", "orders", "payments")]
+    # The DAG's doc names each source's alias, where the Assets view shows the tables only a run finds.
     assert all(f"| `raw_{t.task_id.split('.')[0].removeprefix('ingest_')}` |" in elt_dag.doc_md for t in loads)
-    others = [t.task_id for t in elt_dag.tasks if t.outlets and not t.task_id.endswith(".load")]
-    assert not [task_id for task_id in others if not task_id.startswith("dbt.")], others
+
+
+def test_each_dbt_model_task_declares_its_relation_as_an_asset_and_cosmos_emits_none(elt_dag):
+    """The Assets view shows a producing task for every model, in the raw tables' namespace."""
+    from airflow.sdk import Asset
+
+    from include.mallard.assets import table_uri
+    from include.mallard.warehouse import configured_warehouse_path
+
+    warehouse = configured_warehouse_path()
+    models = {
+        unique_id: node
+        for unique_id, node in _dbt_manifest()["nodes"].items()
+        if node["resource_type"] in ("model", "seed", "snapshot")
+    }
+    assert len(models) >= 9
+    by_model = {getattr(t, "model_unique_id", None): t for t in elt_dag.tasks if t.task_id.endswith("run")}
+    for unique_id, node in models.items():
+        task = by_model[unique_id]
+        assert task.outlets == [Asset(uri=table_uri(warehouse, node["schema"], node["alias"]))], task.task_id
+        assert task.emit_datasets is False, "Cosmos would add the same event again through an alias"
+    assert elt_dag.get_task(PRODUCER_TASK_ID)._should_generate_model_uris is False
+    producers = {t.task_id for t in elt_dag.tasks if t.outlets}
+    assert producers == {t.task_id for t in by_model.values() if t.outlets} | {
+        "ingest_shop.load",
+        "ingest_stores.load",
+        "ingest_marketing.load",
+    }
 
 
 def test_dbt_tasks_name_their_assets_from_the_resolved_warehouse_path(elt_dag):

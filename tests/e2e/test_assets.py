@@ -4,9 +4,12 @@ A stack whose DAG folder builds the project with `dbt_schedule: on_assets` and `
 over copies of the demo sources, `marketing` with a schedule of its own. With the job schedule on,
 unpausing the DAGs makes the scheduler run each one's latest interval, as it would in production:
 `mallard_elt` loads shop and stores, `mallard_elt_ingest_marketing` loads marketing, and only when
-every source's alias has an event does `mallard_dbt` run, asset-triggered, and build the models.
+every source has landed (an event on one of its raw tables or its alias) does `mallard_dbt` run,
+asset-triggered, and build the models.
 
-Then headless Chromium opens Airflow's Assets view and takes a screenshot (its path is printed).
+Every raw table and model Asset has its producing task (declared outlets), and the raw tables
+the dbt DAG as consumer. Then headless Chromium opens Airflow's Assets view, a raw table's and a
+model's page, and takes screenshots (their paths are printed).
 """
 
 from __future__ import annotations
@@ -105,6 +108,13 @@ def _screenshot_assets_view(stack: AirflowStack, folder: Path) -> None:
         page.wait_for_timeout(3000)  # the graph lays itself out after the page has loaded
         screenshot(page, folder, "asset_raw_shop_orders", full_page=True)
         assert_page_ok(page, problems, "the raw_shop.orders Asset")
+        # A model's page: its producing task in the dbt DAG, downstream of the raw tables.
+        page.goto(f"{stack.config.url}/assets")
+        page.get_by_role("link", name=re.compile(r"marts.daily_activity$")).first.click()
+        page.wait_for_url(re.compile(r"/assets/\d+"))
+        page.wait_for_timeout(3000)
+        screenshot(page, folder, "asset_marts_daily_activity", full_page=True)
+        assert_page_ok(page, problems, "the marts.daily_activity Asset")
         browser.close()
 
 
@@ -180,6 +190,20 @@ def test_sources_land_their_assets_and_the_dbt_dag_runs_on_them(tmp_path: Path):
         while len(shown := api.all_items("/assets", "assets")) < len(names) and time.monotonic() < deadline:
             time.sleep(5)
         assert {a["name"] for a in shown} == names, "the Assets view does not list every Asset that has an event"
+        # Declared outlets: every raw table and model Asset has its producing task, the raw tables
+        # their consumer DAG, so Airflow draws load task -> raw table -> mallard_dbt -> model.
+        by_name = {a["name"]: a for a in shown}
+
+        def producers(schema: str, table: str) -> set[tuple[str, str]]:
+            asset = by_name[table_uri(warehouse, schema, table)]
+            return {(t["dag_id"], t["task_id"]) for t in asset["producing_tasks"]}
+
+        assert producers("raw_shop", "orders") == {(ELT_DAG, "ingest_shop.load")}
+        assert producers("raw_marketing", "spend") == {(MARKETING_DAG, "ingest_marketing.load")}
+        assert producers("marts", "daily_activity") == {(DBT_DAG, "dbt.daily_activity.run")}
+        assert producers("staging", "stg_shop__orders") == {(DBT_DAG, "dbt.stg_shop__orders.run")}
+        orders_asset = by_name[table_uri(warehouse, "raw_shop", "orders")]
+        assert DBT_DAG in {d["dag_id"] for d in orders_asset["scheduled_dags"]}, orders_asset
         _assert_sources_page_shows_assets(api, orders)
         _screenshot_assets_view(stack, tmp_path)
     shutil.rmtree(tmp_path / "stack" / "work", ignore_errors=True)

@@ -30,7 +30,7 @@ class EnvironmentSettings(StrictModel):
     warehouse: WarehouseKind = Field(
         "duckdb",
         description=(
-            "`duckdb`: the embedded file (the connection's host is its path, default warehouse/mallard.duckdb). "
+            "`duckdb`: the embedded file (env MALLARD_WAREHOUSE_PATH, default warehouse/mallard.duckdb). "
             "`postgres`: a PostgreSQL server; dlt's `postgres` destination and dbt-postgres write it."
         ),
     )

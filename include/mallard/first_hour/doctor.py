@@ -90,10 +90,14 @@ def check_dbt_profile(dbt_project_dir: Path) -> Check:
 def check_warehouse() -> Check:
     import duckdb
 
-    from include.mallard.warehouse import describe_lock, is_lock_error, resolve_warehouse_path
+    from include.mallard.warehouse import WarehousePathError, describe_lock, is_lock_error, resolve_warehouse_path
 
     name = "warehouse"
-    path = resolve_warehouse_path()
+    try:
+        path = resolve_warehouse_path()
+    except WarehousePathError as error:
+        message, _, fix = str(error).partition(" Fix: ")
+        return _failed(name, message, fix)
     if not path.exists():
         return _passed(name, f"{path} does not exist yet: the first run creates it")
     # A reader blocks writers too, so every other process with the file open is a problem.

@@ -1,8 +1,9 @@
 """Each source's Airflow Assets on the Sources page: one per raw table, with its last event.
 
-The load task adds its events through the source's AssetAlias (`raw_<source>`, assets.py), so
-Airflow knows a source's Assets once it has loaded: they are read from Airflow's metadata database
-(the alias, its Assets, each one's newest event), not from the warehouse.
+A source's Assets are its load task's declared outlets (the raw tables dbt reads, on DuckDB) and
+those its load adds through the source's AssetAlias (`raw_<source>`, assets.py). They are read
+from Airflow's metadata database (the task's outlet references, the alias's Assets, each one's
+newest event), not from the warehouse.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from include.mallard.assets import source_alias_name
+from include.mallard.assets import load_task_id, source_alias_name
 from include.mallard.ui.html import Links, age, esc, grid, link, number, pill, when
 
 if TYPE_CHECKING:
@@ -46,18 +47,35 @@ class SourceAsset:
 
 def source_assets(session: Session, source_names: Iterable[str]) -> dict[str, list[SourceAsset]]:
     """source name -> its alias's Assets with their newest events (read-only, Airflow's database)."""
-    from airflow.models.asset import AssetAliasModel, AssetEvent, AssetModel, alias_association_table
-    from sqlalchemy import func, select
+    from airflow.models.asset import (
+        AssetAliasModel,
+        AssetEvent,
+        AssetModel,
+        TaskOutletAssetReference,
+        alias_association_table,
+    )
+    from sqlalchemy import func, select, union
 
-    aliases = {source_alias_name(name): name for name in source_names}
+    names = list(source_names)
+    aliases = {source_alias_name(name): name for name in names}
+    load_tasks = {load_task_id(name): name for name in names}
     if not aliases:
         return {}
-    rows = session.execute(
-        select(AssetAliasModel.name, AssetModel.id, AssetModel.name)
+    through_alias = (
+        select(AssetAliasModel.name.label("owner"), AssetModel.id, AssetModel.name)
         .join(alias_association_table, alias_association_table.c.alias_id == AssetAliasModel.id)
         .join(AssetModel, AssetModel.id == alias_association_table.c.asset_id)
         .where(AssetAliasModel.name.in_(aliases))
-    ).all()
+    )
+    declared = (
+        select(TaskOutletAssetReference.task_id.label("owner"), AssetModel.id, AssetModel.name)
+        .join(AssetModel, AssetModel.id == TaskOutletAssetReference.asset_id)
+        .where(TaskOutletAssetReference.task_id.in_(load_tasks))
+    )
+    owners = {**aliases, **load_tasks}
+    rows = [
+        (owners[owner], asset_id, name) for owner, asset_id, name in session.execute(union(through_alias, declared))
+    ]
     newest = (
         select(func.max(AssetEvent.id))
         .where(AssetEvent.asset_id.in_([asset_id for _, asset_id, _ in rows]))
@@ -69,16 +87,19 @@ def source_assets(session: Session, source_names: Iterable[str]) -> dict[str, li
         )
         for event in session.scalars(select(AssetEvent).where(AssetEvent.id.in_(newest)))
     }
-    found: dict[str, list[SourceAsset]] = {}
-    for alias, asset_id, name in rows:
-        found.setdefault(aliases[alias], []).append(SourceAsset(asset_id, name, events.get(asset_id)))
-    return {source: sorted(assets, key=lambda a: a.name) for source, assets in found.items()}
+    found: dict[str, dict[int, SourceAsset]] = {}
+    for source, asset_id, name in rows:  # an Asset both declared and aliased (another DAG's copy) counts once
+        found.setdefault(source, {})[asset_id] = SourceAsset(asset_id, name, events.get(asset_id))
+    return {source: sorted(assets.values(), key=lambda a: a.name) for source, assets in found.items()}
 
 
 def assets_html(source_name: str, assets: list[SourceAsset] | None, links: Links, now: dt.datetime) -> str:
     """The source card's Assets section; None: Airflow was not asked (no database at hand)."""
     alias = esc(source_alias_name(source_name))
-    head = f"<h3>Assets</h3><p class='muted'>Added by the load task through the alias <code>{alias}</code>.</p>"
+    head = (
+        "<h3>Assets</h3><p class='muted'>The load task's declared Assets, and those it adds through the alias "
+        f"<code>{alias}</code>.</p>"
+    )
     if assets is None:
         return ""
     if not assets:

@@ -8,6 +8,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
+from include.mallard.assets import load_task_id
 from include.mallard.ui.data import DbtNode, Run, SnapshotError, open_snapshot
 from include.mallard.ui.dbt_models import BUILD_TASK_ID, DbtProject, dbt_project, node_tasks
 from include.mallard.ui.html import Links, age, duration, esc, frame, grid, link, number, pill, when
@@ -70,7 +71,7 @@ def _loads_html(run: Run, links: Links, airflow: AirflowRun) -> str:
                 f"<code>{esc(load.table_name or '—')}</code>",
                 number(load.rows),
                 pill(load.status, state) + error,
-                _task_link(links, run, airflow, [f"ingest_{load.source}.load"], "log"),
+                _task_link(links, run, airflow, [load_task_id(load.source)], "log"),
             ]
         )
     return grid(("source", "table", "rows loaded", "status", "task"), rows, numeric=(2,))

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from include.mallard.assets import load_task_id
 from include.mallard.config import ConfigError, ConfigProblem, SourceConfig
 from include.mallard.config.project import PROJECT_SETTINGS_FILE, load_project_settings, read_source_files
 from include.mallard.ui.assets_panel import SourceAsset, assets_html
@@ -53,7 +54,7 @@ def _columns_html(columns: list[Column]) -> str:
 def _load_line(load: Load, links: Links, now: dt.datetime, label: str) -> str:
     state = "failed" if load.failed else "success"
     load_ids = ", ".join(f"<code>{esc(i)}</code>" for i in load.load_ids) or "—"
-    log = link(links.task(load.dag_id, load.run_id, f"ingest_{load.source}.load"), "load log", top=True)
+    log = link(links.task(load.dag_id, load.run_id, load_task_id(load.source)), "load log", top=True)
     return (
         f"<div class='facts'><span>{esc(label)} {pill(state, state)}</span>"
         f"<span>interval <b>{esc(when(load.interval_start))} → {esc(when(load.interval_end))}</b></span>"
