@@ -134,7 +134,11 @@ def invalid_source_task(invalid: InvalidSourceFile, taken: set[str]) -> PythonOp
 
 
 def _dag_doc(
-    sources: list[SourceConfig], invalid: list[InvalidSourceFile], settings: ProjectSettings, warehouse: Warehouse
+    sources: list[SourceConfig],
+    invalid: list[InvalidSourceFile],
+    settings: ProjectSettings,
+    warehouse: Warehouse,
+    dbt_project_dir: Path,
 ) -> str:
     lines = [
         "# Mallard ELT",
@@ -161,14 +165,16 @@ def _dag_doc(
         "mallard.yml schedules dbt on them): on DuckDB the tables dbt reads are the load task's declared Assets;",
         "tables only a run discovers (and every table on a server warehouse) go through the source's Asset alias.",
         "",
-        "| source | kind | schema | Asset alias | loads from | description |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| source | kind | schema | Assets (declared) | Asset alias | loads from | description |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lines += [
-        f"| {s.name} | {s.kind} | `{s.dataset_name}` | `{source_alias_name(s.name)}` | {settings.source_start(s.name)} "
-        f"| {s.description} |"
-        for s in sources
-    ]
+    for s in sources:
+        outlets = source_outlets(s.name, s.dataset_name, warehouse, dbt_project_dir)
+        declared = ", ".join(f"`{'.'.join(o.name.split('/')[-2:])}`" for o in outlets[:-1]) or "none"
+        lines.append(
+            f"| {s.name} | {s.kind} | `{s.dataset_name}` | {declared} | `{source_alias_name(s.name)}` "
+            f"| {settings.source_start(s.name)} | {s.description} |"
+        )
     if invalid:
         lines += ["", "## Source files that could not be read (their `ingest_` task fails; dbt does not run)", ""]
         lines += [f"- {problem}" for item in invalid for problem in item.problems]
@@ -254,7 +260,7 @@ def build_elt_dag(
     elt_sources, _ = split_by_schedule(files.enabled(), settings.schedule)
     earliest, earliest_setting = settings.start_date, settings.start_setting()
     warehouse = active_warehouse(settings)
-    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings, warehouse)
+    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings, warehouse, dbt_project_dir)
     with _new_dag(dag_id, settings.schedule, earliest, earliest_setting, list(tags), doc) as dag:
         ingestion: list[Any] = [
             build_ingestion_group(

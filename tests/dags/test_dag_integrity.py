@@ -169,8 +169,9 @@ def test_each_load_task_declares_an_asset_per_raw_table_dbt_reads_and_its_alias(
     shop = elt_dag.get_task("ingest_shop.load").outlets
     shop_tables = [o.name.rsplit("/", 2)[-2:] for o in shop[:-1]]
     assert shop_tables == [["raw_shop", t] for t in ("customers", "orders", "payments")]
-    # The DAG's doc names each source's alias, where the Assets view shows the tables only a run finds.
+    # The DAG's doc names each source's Assets and its alias, where the Assets view shows the tables only a run finds.
     assert all(f"| `raw_{t.task_id.split('.')[0].removeprefix('ingest_')}` |" in elt_dag.doc_md for t in loads)
+    assert "| `raw_shop.customers`, `raw_shop.orders`, `raw_shop.payments` | `raw_shop` |" in elt_dag.doc_md
 
 
 def test_each_dbt_model_task_declares_its_relation_as_an_asset_and_cosmos_emits_none(elt_dag):
