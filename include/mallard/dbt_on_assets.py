@@ -42,7 +42,7 @@ def build_dbt_on_assets_dag(
     dag_id: str = DBT_DAG_ID,
     tags: tuple[str, ...] = DEFAULT_TAGS,
 ) -> DAG:
-    """`mallard_dbt`: the dbt group, its docs and `publish`, scheduled on every enabled source's alias."""
+    """`mallard_dbt`: the dbt group, its docs and `publish`, scheduled on the enabled sources landing."""
     warehouse = active_warehouse(settings)
     # A source has landed when any of its load task's outlets has an event: a declared raw table or its alias.
     landed = [
