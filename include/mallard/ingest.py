@@ -57,6 +57,7 @@ DEFAULT_MEMORY_LIMIT = "256MB"
 # named `shop_staging`, whose tables it then truncated and overwrote. Every Mallard dataset is
 # `raw_<name>`, so a staging schema that starts with `_` can never be one.
 STAGING_DATASET_LAYOUT = "_mallard_staging_%s"
+NORMALIZE_WORKERS_ENV = "NORMALIZE__WORKERS"  # dlt's config key for its normalize step's workers
 # The key of `extract`'s result that holds the drift report (a table name starts with a letter).
 DRIFT_KEY = "_type_drift"
 # What `extract` saw (interval, timing, rows, schema changes), for the history `load` records.
@@ -216,6 +217,24 @@ def _built_tables(items: list[Any]) -> list[str]:
     return sorted({(r.table_name if isinstance(r.table_name, str) else r.name).lower() for r in resources})
 
 
+def normalize_in_process(pipeline: dlt.Pipeline) -> Any:
+    """`pipeline.normalize()` in this process, whatever dlt's config says.
+
+    A Celery worker runs tasks in daemonic processes, which may not start dlt's process pool, and
+    dlt resolves `workers` from its config over the argument: an env var WORKERS (which `make stack
+    WORKERS=2` exports) made every normalize fail. The sectioned key wins over it, for this call.
+    """
+    saved = os.environ.get(NORMALIZE_WORKERS_ENV)
+    os.environ[NORMALIZE_WORKERS_ENV] = "1"
+    try:
+        return pipeline.normalize(workers=1)
+    finally:
+        if saved is None:
+            del os.environ[NORMALIZE_WORKERS_ENV]
+        else:
+            os.environ[NORMALIZE_WORKERS_ENV] = saved
+
+
 def extract(
     source: SourceConfig,
     interval: Interval,
@@ -246,7 +265,7 @@ def extract(
         if (readable := cursor_error(source, interval, error)) is not None:
             raise readable from error
         raise
-    normalize_info = pipeline.normalize()
+    normalize_info = normalize_in_process(pipeline)
     current = pipeline.default_schema.to_dict()
     drift = schema_store.type_drift(previous, current)
     drift += declared_drift(current, declared_tables(dbt_project_dir, source.dataset_name))
