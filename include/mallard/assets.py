@@ -86,34 +86,37 @@ def relation_uri(location: Location, relations: DbtRelations, relation: Relation
     return location_table_uri((location[0], catalog), schema, table)
 
 
+def declared_raw_tables(schema: str, warehouse: Warehouse, dbt_project_dir: Path) -> list[Relation]:
+    """The raw tables of `schema` a load task declares as Assets: those dbt reads; none on a server."""
+    return dbt_relations(dbt_project_dir).source_tables(schema) if warehouse.is_embedded else []
+
+
 def source_outlets(source_name: str, schema: str, warehouse: Warehouse, dbt_project_dir: Path) -> list:
-    """The outlets of a source's load task: an Asset per raw table dbt reads from `schema`, then the alias."""
+    """The outlets of a source's load task: an Asset per declared raw table, then the alias."""
     from airflow.sdk import Asset, AssetAlias
 
+    alias = AssetAlias(source_alias_name(source_name))
     location = declared_location(warehouse)
-    declared = []
-    if location:
-        relations = dbt_relations(dbt_project_dir)
-        declared = [Asset(uri=relation_uri(location, relations, t)) for t in relations.source_tables(schema)]
-    return [*declared, AssetAlias(source_alias_name(source_name))]
+    if location is None:
+        return [alias]
+    relations = dbt_relations(dbt_project_dir)
+    tables = declared_raw_tables(schema, warehouse, dbt_project_dir)
+    return [*(Asset(uri=relation_uri(location, relations, table)) for table in tables), alias]
 
 
-def declare_model_outlets(tasks: Iterable[Any], relations: DbtRelations, location: Location) -> int:
-    """Give each Cosmos task that would emit its model's Asset that Asset as a declared outlet; how many.
+def declare_model_outlets(tasks: Iterable[Any], relations: DbtRelations, location: Location) -> None:
+    """Give each Cosmos task that would emit its model's Asset that Asset as a declared outlet.
 
     Cosmos's own emission is turned off for those tasks: on Airflow 3 it adds the event through
     an alias per task, which leaves the Asset without a producing task in Airflow's Assets view.
     """
     from airflow.sdk import Asset
 
-    declared = 0
     for task in tasks:
         relation = relations.nodes.get(getattr(task, "model_unique_id", None) or "")
         if relation and getattr(task, "emit_datasets", False):
             task.emit_datasets = False
             task.outlets = [Asset(uri=relation_uri(location, relations, relation))]
-            declared += 1
-    return declared
 
 
 def check_declared_outlets(task: Any, location: Location) -> None:

@@ -31,7 +31,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule
 
 from include.mallard import tasks
-from include.mallard.assets import source_alias_name, source_outlets
+from include.mallard.assets import declared_raw_tables, source_alias_name, source_outlets
 from include.mallard.config import SourceConfig
 from include.mallard.config.project import (
     InvalidSourceFile,
@@ -169,8 +169,8 @@ def _dag_doc(
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in sources:
-        outlets = source_outlets(s.name, s.dataset_name, warehouse, dbt_project_dir)
-        declared = ", ".join(f"`{'.'.join(o.name.split('/')[-2:])}`" for o in outlets[:-1]) or "none"
+        tables = declared_raw_tables(s.dataset_name, warehouse, dbt_project_dir)
+        declared = ", ".join(f"`{schema}.{table}`" for _, schema, table in tables) or "none"
         lines.append(
             f"| {s.name} | {s.kind} | `{s.dataset_name}` | {declared} | `{source_alias_name(s.name)}` "
             f"| {settings.source_start(s.name)} | {s.description} |"

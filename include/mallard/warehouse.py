@@ -80,6 +80,10 @@ def active_warehouse(settings: ProjectSettings | None = None) -> Warehouse:
 class WarehousePathError(RuntimeError):
     """The `mallard_warehouse` connection names another DuckDB file than the one the DAG was parsed with."""
 
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} Fix: {fix}")
+        self.problem, self.fix = problem, fix
+
 
 def configured_warehouse_path() -> Path:
     """The DuckDB file as configured: env MALLARD_WAREHOUSE_PATH, else warehouse/mallard.duckdb. Reads no connection.
@@ -119,9 +123,9 @@ def resolve_warehouse_path() -> Path:
             raise WarehousePathError(
                 f"Airflow connection `{connection_id}` has host {host!r}, but the warehouse is {path}: the DuckDB "
                 f"file is env {WAREHOUSE_PATH_ENV}, else the default, because the Assets a DAG declares are named "
-                f"when it is parsed, where connections are not read. Fix: set {WAREHOUSE_PATH_ENV}="
-                f"{resolve_project_path(host)} for every Airflow component (scheduler, DAG processor, workers), "
-                "or clear the connection's host."
+                "when it is parsed, where connections are not read.",
+                f"set {WAREHOUSE_PATH_ENV}={resolve_project_path(host)} for every Airflow component (scheduler, "
+                "DAG processor, workers), or clear the connection's host.",
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

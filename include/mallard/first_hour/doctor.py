@@ -96,8 +96,7 @@ def check_warehouse() -> Check:
     try:
         path = resolve_warehouse_path()
     except WarehousePathError as error:
-        message, _, fix = str(error).partition(" Fix: ")
-        return _failed(name, message, fix)
+        return _failed(name, error.problem, error.fix)
     if not path.exists():
         return _passed(name, f"{path} does not exist yet: the first run creates it")
     # A reader blocks writers too, so every other process with the file open is a problem.
