@@ -75,13 +75,19 @@ def bench_dag(dag_id):
 
 dag = bench_dag({dag_id!r})
 """
-# --with-cosmos-producer: a second DAG, the same but for the build task's class: Cosmos's own
-# producer, which pushes every dbt event's XComs from dbt's threads (include/mallard/dbt_build_task.py).
+# --with-cosmos-producer: a second DAG, the same but for the classes of the build task and its
+# watchers: Cosmos's own, which push and read every node's XComs key by key, the producer from dbt's
+# threads (include/mallard/dbt_build_task.py).
 COSMOS_PRODUCER_DAG = """
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
+from include.mallard.dbt_build_task import REPORT_READING_WATCHERS
+
 cosmos_dag = bench_dag({dag_id!r})
 cosmos_dag.get_task({build_task!r}).__class__ = DbtProducerWatcherOperator
+cosmos_watchers = {{mallard: cosmos for cosmos, mallard in REPORT_READING_WATCHERS.items()}}
+for task in cosmos_dag.tasks:
+    task.__class__ = cosmos_watchers.get(type(task), type(task))
 """
 COSMOS_DAG_ID = f"{DAG_ID}_cosmos_producer"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -102,7 +108,7 @@ def _counted(self, key, value):
     _push(self, key=key, value=value)
     _pushes["count"] += 1
     _pushes["seconds"] += time.perf_counter() - started
-    suffixes = ("_tests_status", "_dbt_event", "_compiled_sql", "_status")
+    suffixes = ("_report", "_tests_status", "_dbt_event", "_compiled_sql", "_status")
     kind = next((suffix for suffix in suffixes if "__" in key and key.endswith(suffix)), key)
     kind = ("test " if key.startswith("test__") else "") + kind
     _pushes["by_kind"][kind] = _pushes["by_kind"].get(kind, 0) + 1

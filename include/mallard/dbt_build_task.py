@@ -1,22 +1,27 @@
-"""The one `dbt build` task: Cosmos's watcher producer, reporting each node once and off dbt's threads.
+"""The one `dbt build` task and its watchers: one XCom per dbt node, pushed off dbt's threads.
 
 Cosmos's producer turns dbt's events into XCom pushes from inside dbt's callback, so dbt's threads
-wait for each push (a round trip through the execution API), one at a time behind a lock: at 100
-models, 1,824 pushes and 32 s of a 59 s task (docs/benchmarks.md, `bench/dbt_overhead.py`). Two
-changes, same results for every watcher:
+wait for each push (a round trip through the execution API and a metadata-DB commit), one at a
+time behind a lock: at 100 models, 1,824 pushes and 32 s of a 59 s task (docs/benchmarks.md,
+`bench/dbt_overhead.py`). Its watchers then read four keys per node: `<node>_status`,
+`<node>_compiled_sql`, `<node>_dbt_event` and, for a model's test task, `<node>_tests_status`.
+Here, with the same results for every watcher:
 
 - dbt's events go through a queue to one thread that runs Cosmos's own parser, in order, so dbt
   does not wait; the build returns only once every event is handled, and a failed push fails it.
-- Only what a watcher reads is pushed, once (`watched_pushes_only`). The `<node>_dbt_event` XCom
-  goes out for a node's `NodeFinished` only: Cosmos pushed it for `NodeStart`, `NodeCompiling`
-  and `NodeExecuting` too, under the same key, and its watcher reads it once, when the node is
-  over, so the earlier three were always overwritten unread (and Mallard's watchers start after
-  the build). Keys of a test node are not pushed at all: a test task watches its model's keys
-  (`<model>_tests_status`, `<model>_dbt_event`), never the test's own. A key is not pushed again
-  with the value it holds. Every log line is still written.
+- The four keys of a node are gathered into one value, `<node>_report`, pushed once the node is
+  over (its `NodeFinished`, and its model's tests when it has some), and again only if it
+  changes; what is left is pushed when the build ends (`NodeReports`). The watchers
+  (`MallardDbtRunWatcherOperator` and co.) answer Cosmos's pulls of those four keys from that one
+  value, and pull the key itself when no report exists (a node the build never reached, a source
+  freshness result). Keys of a test node are not pushed at all: a test task watches its model's
+  keys, never the test's own. A running node's events (`NodeStart`, `NodeCompiling`,
+  `NodeExecuting`) are only logged: Cosmos wrote them to the same key its `NodeFinished` then
+  overwrote unread. Every log line is still written.
 
-That is 404 pushes at 100 models instead of 1,824. Only the in-process dbt runner (Mallard's
-`InvocationMode.DBT_RUNNER`) is relayed; a subprocess invocation keeps Cosmos's own path.
+That is one push per model (~104 at 100 models) instead of 1,824. Only the in-process dbt runner
+(Mallard's `InvocationMode.DBT_RUNNER`) is relayed; a subprocess invocation keeps Cosmos's path,
+and the watchers read its keys through the fallback.
 """
 
 from __future__ import annotations
@@ -24,10 +29,17 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from cosmos.operators.watcher import DbtProducerWatcherOperator
+from cosmos.operators._watcher.base import BaseConsumerSensor
+from cosmos.operators.watcher import (
+    DbtProducerWatcherOperator,
+    DbtRunWatcherOperator,
+    DbtSeedWatcherOperator,
+    DbtSnapshotWatcherOperator,
+    DbtTestWatcherOperator,
+)
 
 # dbt events about a node still running, superseded by its `NodeFinished`.
 SUPERSEDED_NODE_EVENTS = frozenset({"NodeStart", "NodeCompiling", "NodeExecuting"})
@@ -36,8 +48,35 @@ QUEUE_SIZE = 10_000
 
 # Cosmos's XCom keys start with the node's unique id, dots doubled to "__": "test.pkg.x" -> "test__pkg__x_...".
 TEST_NODE_KEY_PREFIX = "test__"
+# The per-node keys a watcher reads are "<node>_<field>".
+REPORT_FIELDS = ("status", "compiled_sql", "dbt_event", "tests_status")
+REPORT_KEY_SUFFIX = "_report"
 
 ParseLine = Callable[[str, Any], None]
+
+
+def node_key(unique_id: str) -> str:
+    """A dbt node's prefix in Cosmos's XCom keys: "model.demo.orders" -> "model__demo__orders"."""
+    return unique_id.replace(".", "__")
+
+
+def report_key(node: str) -> str:
+    """The one XCom key holding every watched value of a node (`node` as `node_key` gives it)."""
+    return f"{node}{REPORT_KEY_SUFFIX}"
+
+
+def report_field(key: str, value: Any) -> tuple[str, str] | None:
+    """(node, field) for a push of one of Cosmos's per-node watcher keys, else None.
+
+    The value tells `<node>_status` (a dict) from `<model>_tests_status` (a string): by name alone,
+    a model called `orders_tests` would read as the tests of `orders`.
+    """
+    if key.endswith("_status") and isinstance(value, dict):
+        field = "status"
+    else:
+        field = next((name for name in ("tests_status", "compiled_sql", "dbt_event") if key.endswith(f"_{name}")), "")
+    node = key.removesuffix(f"_{field}")
+    return (node, field) if field and "__" in node else None
 
 
 def is_superseded_node_event(line: str) -> bool:
@@ -50,52 +89,89 @@ def is_superseded_node_event(line: str) -> bool:
     return isinstance(info, dict) and info.get("name") in SUPERSEDED_NODE_EVENTS
 
 
-class WatchedPushesOnly:
-    """The producer's task instance for Cosmos's parser, without the pushes no watcher needs.
+class NodeReports:
+    """The producer's task instance for Cosmos's parser: a node's watched keys gathered into one report.
 
-    Dropped: keys of a test node, and a value the key already holds (Cosmos pushes a node's
-    `_status`, `_compiled_sql` and its model's `_tests_status` for each of the two dbt events that
-    carry its final status: `LogModelResult`/`LogTestResult` and `NodeFinished`). Everything else
-    (pulls, other pushes, attributes) goes to the task instance itself.
+    Cosmos's pushes of `<node>_<field>` (fields: `REPORT_FIELDS`) land in the node's report;
+    `push_finished` pushes the reports of nodes that are over and changed since their last push,
+    `push_rest` every other changed report. Keys of a test node are dropped (no watcher reads
+    them); any other push, every pull and attribute go to the task instance itself.
     """
 
-    def __init__(self, task_instance: Any) -> None:
+    def __init__(self, task_instance: Any, tests_per_model: Mapping[str, list[str]]) -> None:
         self._task_instance = task_instance
-        self._pushed: dict[str, Any] = {}
+        self._with_tests = {node_key(model) for model, tests in tests_per_model.items() if tests}
+        self._reports: dict[str, dict[str, Any]] = {}
+        self._pushed: dict[str, dict[str, Any]] = {}
+        self._changed: set[str] = set()
 
     def xcom_push(self, key: str, value: Any, **kwargs: Any) -> None:
         if key.startswith(TEST_NODE_KEY_PREFIX):
             return
-        if key in self._pushed and self._pushed[key] == value:
+        parts = report_field(key, value)
+        if parts is None:
+            self._task_instance.xcom_push(key=key, value=value, **kwargs)
             return
-        self._task_instance.xcom_push(key=key, value=value, **kwargs)
-        self._pushed[key] = value
+        node, field = parts
+        self._reports.setdefault(node, {})[field] = value
+        self._changed.add(node)
+
+    def push_finished(self) -> None:
+        """Push each changed report whose node is over: its final event, and its tests' status if it has tests."""
+        self._push(node for node in self._changed if self._is_finished(node))
+
+    def push_rest(self) -> None:
+        """Push every changed report, finished or not: the build is over."""
+        self._push(self._changed)
+
+    def _is_finished(self, node: str) -> bool:
+        report = self._reports[node]
+        has_result = "dbt_event" in report and "status" in report
+        return has_result and (node not in self._with_tests or "tests_status" in report)
+
+    def _push(self, nodes: Any) -> None:
+        for node in sorted(nodes):
+            report = self._reports[node]
+            if self._pushed.get(node) != report:
+                self._task_instance.xcom_push(key=report_key(node), value=dict(report))
+                self._pushed[node] = dict(report)
+            self._changed.discard(node)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task_instance, name)
 
 
-def watched_pushes_only(parse: ParseLine) -> ParseLine:
-    """`parse` (Cosmos's parser) pushing only what a watcher reads: see the module docstring.
+class ReportingParser:
+    """Cosmos's parser pushing one report per node (`NodeReports`) instead of its per-node keys.
 
     A running node's event is parsed without a context (Cosmos's parser then logs it and pushes
-    nothing); any other line with the task instance wrapped in one `WatchedPushesOnly` per build.
+    nothing); any other line with the task instance wrapped in one `NodeReports` per build, whose
+    finished nodes are pushed after each line. `close` pushes what is left.
     """
-    wrapped: dict[int, WatchedPushesOnly] = {}
 
-    def parse_line(line: str, extra_kwargs: Any) -> None:
+    def __init__(self, parse: ParseLine, tests_per_model: Mapping[str, list[str]]) -> None:
+        self._parse = parse
+        self._tests_per_model = tests_per_model
+        self._reports: dict[int, NodeReports] = {}
+
+    def __call__(self, line: str, extra_kwargs: Any) -> None:
         if is_superseded_node_event(line):
-            parse(line, {**(extra_kwargs or {}), "context": None})
+            self._parse(line, {**(extra_kwargs or {}), "context": None})
             return
         context = (extra_kwargs or {}).get("context")
-        if context is not None and context.get("ti") is not None:
-            task_instance = context["ti"]
-            if id(task_instance) not in wrapped:
-                wrapped[id(task_instance)] = WatchedPushesOnly(task_instance)
-            extra_kwargs = {**extra_kwargs, "context": {**context, "ti": wrapped[id(task_instance)]}}
-        parse(line, extra_kwargs)
+        if context is None or context.get("ti") is None:
+            self._parse(line, extra_kwargs)
+            return
+        task_instance = context["ti"]
+        reports = self._reports.get(id(task_instance))
+        if reports is None:
+            reports = self._reports[id(task_instance)] = NodeReports(task_instance, self._tests_per_model)
+        self._parse(line, {**extra_kwargs, "context": {**context, "ti": reports}})
+        reports.push_finished()
 
-    return parse_line
+    def close(self) -> None:
+        for reports in self._reports.values():
+            reports.push_rest()
 
 
 class EventRelay:
@@ -132,7 +208,7 @@ class EventRelay:
 
 
 class MallardDbtBuildOperator(DbtProducerWatcherOperator):
-    """Cosmos's `dbt build` producer with its node events relayed (module docstring).
+    """Cosmos's `dbt build` producer with its node events relayed and reported per node (module docstring).
 
     Cosmos 1.15 has no setting for the producer's class (it derives it from the execution mode),
     so `use_for(producer)` changes the class of the one producer it built; this class adds
@@ -145,12 +221,14 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator):
         return self._relay.submit if self._relay is not None else super()._make_parse_callable()
 
     def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
-        relay = self._relay = EventRelay(watched_pushes_only(super()._make_parse_callable()))
+        parser = ReportingParser(super()._make_parse_callable(), self.tests_per_model)
+        relay = self._relay = EventRelay(parser)
         try:
             return super().run_dbt_runner(command, env, cwd, **kwargs)
         finally:
             self._relay = None
             relay.close()
+            parser.close()
 
     @classmethod
     def use_for(cls, producer: DbtProducerWatcherOperator) -> None:
@@ -158,3 +236,87 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator):
         if type(producer) is not DbtProducerWatcherOperator:
             raise TypeError(f"expected Cosmos's DbtProducerWatcherOperator, got {type(producer).__name__}")
         producer.__class__ = cls
+
+
+class NodeReportReader:
+    """A watcher's task instance: pulls of its node's keys from the producer answered from the node's report.
+
+    The report is pulled once; without one (Cosmos's own keys were pushed), the key itself is pulled.
+    """
+
+    _NOT_PULLED = object()
+
+    def __init__(self, task_instance: Any, producer_task_id: str, node: str) -> None:
+        self.task_instance = task_instance
+        self._producer_task_id = producer_task_id
+        self._node = node
+        self._fields = {f"{node}_{field}": field for field in REPORT_FIELDS}
+        self._report: Any = self._NOT_PULLED
+
+    def xcom_pull(self, task_ids: Any = None, *args: Any, key: str = "return_value", **kwargs: Any) -> Any:
+        field = self._fields.get(key)
+        if field and task_ids == self._producer_task_id and not args and not kwargs:
+            if self._report is self._NOT_PULLED:
+                self._report = self.task_instance.xcom_pull(task_ids, key=report_key(self._node))
+            if isinstance(self._report, dict):
+                return self._report.get(field)
+        return self.task_instance.xcom_pull(task_ids, *args, key=key, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task_instance, name)
+
+
+class ReadsNodeReport(BaseConsumerSensor):
+    """A Cosmos watcher that reads its node's one report (`NodeReportReader`); poke only, never deferred."""
+
+    def poke(self, context: Any) -> bool:
+        reader = NodeReportReader(context["ti"], self.producer_task_id, node_key(self.model_unique_id))
+        return super().poke({**context, "ti": reader})
+
+    def _fallback_to_non_watcher_run(self, try_number: int, context: Any) -> bool:
+        # Running the node with dbt itself needs the real task instance.
+        task_instance = context["ti"]
+        if isinstance(task_instance, NodeReportReader):
+            context = {**context, "ti": task_instance.task_instance}
+        return super()._fallback_to_non_watcher_run(try_number, context)
+
+
+class MallardDbtRunWatcherOperator(ReadsNodeReport, DbtRunWatcherOperator):
+    """Cosmos's model watcher, reading its node's report."""
+
+
+class MallardDbtTestWatcherOperator(ReadsNodeReport, DbtTestWatcherOperator):
+    """Cosmos's watcher of a model's tests, reading its model's report."""
+
+
+class MallardDbtSeedWatcherOperator(ReadsNodeReport, DbtSeedWatcherOperator):
+    """Cosmos's seed watcher, reading its node's report."""
+
+
+class MallardDbtSnapshotWatcherOperator(ReadsNodeReport, DbtSnapshotWatcherOperator):
+    """Cosmos's snapshot watcher, reading its node's report."""
+
+
+REPORT_READING_WATCHERS: dict[type, type] = {
+    DbtRunWatcherOperator: MallardDbtRunWatcherOperator,
+    DbtTestWatcherOperator: MallardDbtTestWatcherOperator,
+    DbtSeedWatcherOperator: MallardDbtSeedWatcherOperator,
+    DbtSnapshotWatcherOperator: MallardDbtSnapshotWatcherOperator,
+}
+
+
+def read_node_reports(tasks: Any) -> int:
+    """Make each of Cosmos's model, test, seed and snapshot watchers its report-reading class; returns how many.
+
+    A deferred watcher is polled by Cosmos's trigger, which reads Cosmos's own keys: refused.
+    """
+    changed = 0
+    for task in tasks:
+        reading_class = REPORT_READING_WATCHERS.get(type(task))
+        if reading_class is None:
+            continue
+        if task.deferrable:
+            raise ValueError(f"{task.task_id}: a deferred watcher cannot read Mallard's node reports")
+        task.__class__ = reading_class
+        changed += 1
+    return changed

@@ -42,7 +42,7 @@ from cosmos import (
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
 
 from include.mallard.assets import declare_model_outlets, declared_location, export_warehouse_path_for_cosmos
-from include.mallard.dbt_build_task import MallardDbtBuildOperator
+from include.mallard.dbt_build_task import MallardDbtBuildOperator, read_node_reports
 from include.mallard.dbt_project import (
     check_manifest_is_fresh,
     check_profile,
@@ -178,7 +178,8 @@ def build_dbt_group(
         operator_args={
             "install_deps": False,
             # Watchers start once the build is over (`_watch_after_build`), so their first check
-            # finds the result: no deferral (it can hang `airflow dags test`), no reschedule.
+            # finds the result: no deferral (it can hang `airflow dags test`, and the trigger would
+            # read Cosmos's per-key XComs, not the build's node reports), no reschedule.
             "deferrable": False,
             "mode": "poke",
             "poke_interval": 5,
@@ -200,7 +201,9 @@ def build_dbt_group(
         },
         **task_group_kwargs,
     )
+    # The build pushes one report per node; its watchers read it (dbt_build_task.py).
     MallardDbtBuildOperator.use_for(_group_task(group, PRODUCER_WATCHER_TASK_ID))
+    read_node_reports(group.dag.tasks)
     if location:
         declare_model_outlets(group.dag.tasks, dbt_relations(dbt_project_dir), location)
     _watch_after_build(group)

@@ -83,11 +83,11 @@ def test_every_dbt_model_has_a_task_with_its_tests_after_it(elt_dag):
     for model in models:
         # Cosmos renders a tested model as a group (run >> test) and an untested one as one task.
         run = elt_dag.get_task(f"dbt.{model}.run" if model in tested else f"dbt.{model}_run")
-        assert type(run).__name__ == "DbtRunWatcherOperator"
+        assert type(run).__name__ == "MallardDbtRunWatcherOperator"
         if model in tested:
             test = elt_dag.get_task(f"dbt.{model}.test")
             assert run.task_id in test.upstream_task_ids
-            assert type(test).__name__ == "DbtTestWatcherOperator"
+            assert type(test).__name__ == "MallardDbtTestWatcherOperator"
 
 
 def test_one_dbt_build_writes_the_warehouse_and_the_model_tasks_watch_it(elt_dag):
@@ -96,7 +96,7 @@ def test_one_dbt_build_writes_the_warehouse_and_the_model_tasks_watch_it(elt_dag
     producer = elt_dag.get_task(PRODUCER_TASK_ID)
     assert producer.pool == WAREHOUSE_POOL
     assert producer.upstream_task_ids == {"ingestion_done"}
-    watchers = [t for t in elt_dag.tasks if type(t).__name__ in ("DbtRunWatcherOperator", "DbtTestWatcherOperator")]
+    watchers = [t for t in elt_dag.tasks if type(t).__name__ in ("MallardDbtRunWatcherOperator", "MallardDbtTestWatcherOperator")]
     assert watchers
     for watcher in watchers:
         assert watcher.pool != WAREHOUSE_POOL, watcher.task_id

@@ -163,28 +163,36 @@ def test_each_load_records_an_asset_event_per_raw_table_named_as_cosmos_names_th
 
 
 def test_the_build_task_left_one_finished_report_per_dbt_node(warehouse):
-    """Pushed off dbt's threads, for `NodeFinished` only: each watched node's report is its final state."""
+    """One XCom per model, seed and test-watched model, pushed off dbt's threads, holding its final state."""
     import sqlite3
 
     from include.mallard.dbt_group import BUILD_TASK_ID
 
     with sqlite3.connect(warehouse.parent / "airflow" / "airflow.db") as db:
         rows = db.execute("select key, value from xcom where task_id = ?", [BUILD_TASK_ID]).fetchall()
+        (rendered,) = db.execute(
+            "select rendered_fields from rendered_task_instance_fields where task_id = 'dbt.orders.run'"
+        ).fetchone()
     values = {key: json.loads(value) for key, value in rows}
-    events = {key.removesuffix("_dbt_event"): value for key, value in values.items() if key.endswith("_dbt_event")}
-    statuses = {key: value for key, value in values.items() if key.endswith("_status") and isinstance(value, dict)}
-    tests = {key: value for key, value in values.items() if key.endswith("_tests_status")}
+    reports = {key.removesuffix("_report"): value for key, value in values.items() if key.endswith("_report")}
     nodes = {
         uid.replace(".", "__")
         for (uid,) in query(warehouse, "select unique_id from mallard_meta.dbt_nodes where resource_type <> 'test'")
     }
-    assert events.keys() == nodes and len(nodes) >= 9
-    for node, event in events.items():
+    assert reports.keys() == nodes and len(nodes) >= 9
+    for node, report in reports.items():
+        event = report["dbt_event"]
         assert event["status"] in {"success", "pass"}, (node, event)
         assert event["start_time"] and event["finish_time"], (node, event)
-    # Models and seeds report a status for their watcher; tests report through their model.
-    assert statuses and {status["status"] for status in statuses.values()} == {"success"}
-    assert tests and set(tests.values()) == {"pass"}
+        assert report["status"]["status"] == "success", (node, report)
+    # Models report their compiled SQL; tested models their tests' status.
+    assert {report.get("tests_status") for report in reports.values()} - {None} == {"pass"}
+    assert all(report["compiled_sql"] for node, report in reports.items() if node.startswith("model__"))
     assert values["task_status"] == "completed"
-    # A test's own keys are read by no watcher (its task watches the model's), so none is pushed.
-    assert not [key for key in values if key.startswith("test__")]
+    # The model's task read its compiled SQL from the report (Airflow's "Rendered Template" tab).
+    orders_sql = reports["model__mallard__orders"]["compiled_sql"]
+    assert json.loads(rendered)["compiled_sql"] == orders_sql and "stg_shop__orders" in orders_sql
+    # Nothing else per node: no Cosmos per-field key, no key of a test node.
+    assert [key for key in values if key not in {f"{node}_report" for node in nodes}] == [
+        key for key in values if "__" not in key
+    ], sorted(values)

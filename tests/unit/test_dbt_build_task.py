@@ -12,8 +12,12 @@ from cosmos.operators._watcher.base import store_dbt_resource_status_from_log
 from include.mallard.dbt_build_task import (
     EventRelay,
     MallardDbtBuildOperator,
+    NodeReportReader,
+    NodeReports,
+    ReportingParser,
     is_superseded_node_event,
-    watched_pushes_only,
+    read_node_reports,
+    report_field,
 )
 
 MODEL = "model.demo.stg_shop__orders"
@@ -66,9 +70,17 @@ def cosmos_parser(tests_per_model: dict[str, list[str]] | None = None):
     )
 
 
-def test_a_node_is_reported_once_with_its_finished_event(tmp_path):
+MODEL_KEY = MODEL.replace(".", "__")
+
+
+def reports_of(ti: RecordingTaskInstance) -> list[tuple[str, dict]]:
+    return [(key, value) for key, value in ti.pushes if key.endswith("_report")]
+
+
+def test_a_node_is_reported_once_in_one_key_when_it_finishes(tmp_path):
     ti = RecordingTaskInstance()
-    relay = EventRelay(watched_pushes_only(cosmos_parser()))
+    parser = ReportingParser(cosmos_parser(), {})
+    relay = EventRelay(parser)
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     for event, status in [
         ("NodeStart", "started"),
@@ -78,58 +90,136 @@ def test_a_node_is_reported_once_with_its_finished_event(tmp_path):
     ]:
         relay.submit(dbt_line(event, status), extra)
     relay.close()
-    keys = [key for key, _ in ti.pushes]
-    assert keys == [f"{MODEL.replace('.', '__')}_dbt_event", f"{MODEL.replace('.', '__')}_status"]
-    event = ti.pushes[0][1]
+    parser.close()
+    assert [key for key, _ in ti.pushes] == [f"{MODEL_KEY}_report"]
+    report = ti.pushes[0][1]
+    assert report["status"] == {"status": "success", "outlet_uris": []}
+    event = report["dbt_event"]
     assert event["status"] == "success" and event["msg"] == "OK" and event["finish_time"]
-    assert ti.pushes[1][1]["status"] == "success"
 
 
-def test_a_test_node_reports_only_through_its_model(tmp_path):
+def test_a_tested_model_is_reported_when_its_tests_are_over(tmp_path):
     ti = RecordingTaskInstance()
-    parse = watched_pushes_only(cosmos_parser({MODEL: [TEST]}))
+    parse = ReportingParser(cosmos_parser({MODEL: [TEST]}), {MODEL: [TEST]})
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("NodeFinished", "success"), extra)
+    assert ti.pushes == [], "the model's report waits for its tests"
     parse(dbt_line("NodeFinished", "pass", TEST), extra)
-    model_key = MODEL.replace(".", "__")
-    assert ti.pushes == [
-        (f"{model_key}_dbt_event", ti.pushes[0][1]),
-        (f"{model_key}_status", {"status": "success", "outlet_uris": []}),
-        (f"{model_key}_tests_status", "pass"),
-    ]
+    assert [key for key, _ in ti.pushes] == [f"{MODEL_KEY}_report"]
+    assert ti.pushes[0][1]["tests_status"] == "pass"
+    assert ti.pushes[0][1]["status"]["status"] == "success"
+    parse.close()
+    assert len(ti.pushes) == 1, "nothing changed since: nothing more at the end"
 
 
-def test_a_status_reported_by_two_dbt_events_is_pushed_once(tmp_path):
+def test_what_never_finished_is_pushed_when_the_build_ends(tmp_path):
+    """dbt stopped before the tests ran: the model's result still reaches its watcher."""
+    ti = RecordingTaskInstance()
+    parse = ReportingParser(cosmos_parser({MODEL: [TEST]}), {MODEL: [TEST]})
+    parse(dbt_line("NodeFinished", "error"), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    assert ti.pushes == []
+    parse.close()
+    assert reports_of(ti) == [(f"{MODEL_KEY}_report", ti.pushes[0][1])]
+    assert ti.pushes[0][1]["status"]["status"] == "error" and "tests_status" not in ti.pushes[0][1]
+
+
+def test_the_compiled_sql_of_both_final_events_is_reported_once(tmp_path):
     compiled = tmp_path / "target" / "compiled" / "demo" / "models" / "staging" / "shop"
     compiled.mkdir(parents=True)
     (compiled / "stg_shop__orders.sql").write_text("select 1 as order_id")
     ti = RecordingTaskInstance()
-    parse = watched_pushes_only(cosmos_parser())
+    parse = ReportingParser(cosmos_parser(), {})
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("LogModelResult", "success"), extra)
     parse(dbt_line("NodeFinished", "success"), extra)
-    model_key = MODEL.replace(".", "__")
-    assert [key for key, _ in ti.pushes] == [
-        f"{model_key}_status",
-        f"{model_key}_compiled_sql",
-        f"{model_key}_dbt_event",
-    ]
-    assert ti.pushes[1][1] == "select 1 as order_id"
+    parse.close()
+    assert [key for key, _ in ti.pushes] == [f"{MODEL_KEY}_report"]
+    assert ti.pushes[0][1]["compiled_sql"] == "select 1 as order_id"
     # Cosmos alone pushes the status and the compiled SQL for each of the two events.
     alone = RecordingTaskInstance()
     for event in ("LogModelResult", "NodeFinished"):
         cosmos_parser()(dbt_line(event, "success"), {"context": {"ti": alone}, "project_dir": str(tmp_path)})
-    assert [key for key, _ in alone.pushes].count(f"{model_key}_status") == 2
+    assert [key for key, _ in alone.pushes].count(f"{MODEL_KEY}_status") == 2
 
 
-def test_a_changed_value_is_pushed_again(tmp_path):
+def test_a_changed_report_is_pushed_again(tmp_path):
     ti = RecordingTaskInstance()
-    parse = watched_pushes_only(cosmos_parser())
+    parse = ReportingParser(cosmos_parser(), {})
     extra = {"context": {"ti": ti}, "project_dir": str(tmp_path)}
     parse(dbt_line("NodeFinished", "success"), extra)
     parse(dbt_line("NodeFinished", "error"), extra)
-    statuses = [value["status"] for key, value in ti.pushes if key.endswith("_status")]
-    assert statuses == ["success", "error"]
+    parse.close()
+    assert [report["status"]["status"] for _, report in reports_of(ti)] == ["success", "error"]
+
+
+def test_other_keys_pass_through_and_a_model_named_like_a_field_keeps_its_own_status():
+    ti = RecordingTaskInstance()
+    reports = NodeReports(ti, {"model.demo.orders": [TEST]})
+    reports.xcom_push(key="task_status", value="completed")
+    reports.xcom_push(key="dbt_startup_events", value=[{"name": "MainReportVersion"}])
+    # `orders_tests` is a model of its own: its `_status` is a dict, `orders`' tests status a string.
+    reports.xcom_push(key="model__demo__orders_tests_status", value={"status": "success", "outlet_uris": []})
+    reports.xcom_push(key="model__demo__orders_tests_status", value="pass")
+    reports.xcom_push(key=f"{TEST.replace('.', '__')}_status", value={"status": "pass"})
+    reports.push_rest()
+    assert ti.pushes == [
+        ("task_status", "completed"),
+        ("dbt_startup_events", [{"name": "MainReportVersion"}]),
+        ("model__demo__orders_report", {"tests_status": "pass"}),
+        ("model__demo__orders_tests_report", {"status": {"status": "success", "outlet_uris": []}}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("model__demo__orders_status", {"status": "success"}, ("model__demo__orders", "status")),
+        ("model__demo__orders_tests_status", "fail", ("model__demo__orders", "tests_status")),
+        ("model__demo__orders_tests_status", {"status": "success"}, ("model__demo__orders_tests", "status")),
+        ("model__demo__orders_compiled_sql", "select 1", ("model__demo__orders", "compiled_sql")),
+        ("seed__demo__stores_dbt_event", {"status": "success"}, ("seed__demo__stores", "dbt_event")),
+        ("task_status", "completed", None),
+        ("dbt_startup_events", [], None),
+        ("return_value", None, None),
+    ],
+)
+def test_report_field_names_the_node_and_field_of_cosmos_keys(key, value, field):
+    assert report_field(key, value) == field
+
+
+class PullingTaskInstance:
+    """The watcher's task instance: answers pulls from what the producer left, and counts them."""
+
+    def __init__(self, xcoms: dict[str, object]) -> None:
+        self.xcoms = xcoms
+        self.pulls: list[str] = []
+        self.try_number = 1
+
+    def xcom_pull(self, task_ids=None, key="return_value", **kwargs):
+        self.pulls.append(key)
+        return self.xcoms.get(key)
+
+
+def test_a_watcher_reads_its_nodes_four_keys_from_one_pull_of_the_report():
+    report = {"status": {"status": "success"}, "compiled_sql": "select 1", "dbt_event": {"msg": "OK"}}
+    ti = PullingTaskInstance({f"{MODEL_KEY}_report": report, "dbt_startup_events": []})
+    reader = NodeReportReader(ti, "dbt.dbt_producer_watcher", MODEL_KEY)
+    assert reader.xcom_pull("dbt.dbt_producer_watcher", key=f"{MODEL_KEY}_status") == {"status": "success"}
+    assert reader.xcom_pull("dbt.dbt_producer_watcher", key=f"{MODEL_KEY}_compiled_sql") == "select 1"
+    assert reader.xcom_pull("dbt.dbt_producer_watcher", key=f"{MODEL_KEY}_dbt_event") == {"msg": "OK"}
+    assert reader.xcom_pull("dbt.dbt_producer_watcher", key=f"{MODEL_KEY}_tests_status") is None
+    assert reader.xcom_pull(task_ids="dbt.dbt_producer_watcher", key="dbt_startup_events") == []
+    assert ti.pulls == [f"{MODEL_KEY}_report", "dbt_startup_events"]
+    assert reader.try_number == 1
+
+
+def test_without_a_report_a_watcher_pulls_cosmos_keys():
+    """A node the build never reported in one key (a freshness skip, Cosmos's own producer)."""
+    ti = PullingTaskInstance({f"{MODEL_KEY}_status": {"status": "skipped"}})
+    reader = NodeReportReader(ti, "dbt.dbt_producer_watcher", MODEL_KEY)
+    assert reader.xcom_pull("dbt.dbt_producer_watcher", key=f"{MODEL_KEY}_status") == {"status": "skipped"}
+    assert reader.xcom_pull("dbt.other_task", key=f"{MODEL_KEY}_status") == {"status": "skipped"}
+    assert ti.pulls == [f"{MODEL_KEY}_report", f"{MODEL_KEY}_status", f"{MODEL_KEY}_status"]
 
 
 def test_without_the_filter_cosmos_pushes_test_keys(tmp_path):
@@ -147,7 +237,7 @@ def test_superseded_events_are_still_parsed_without_a_context():
         task_instance = extra["context"] and extra["context"]["ti"]._task_instance
         seen.append((name, task_instance))
 
-    relay = EventRelay(watched_pushes_only(parse))
+    relay = EventRelay(ReportingParser(parse, {}))
     ti = RecordingTaskInstance()
     relay.submit(dbt_line("NodeStart", "started"), {"context": {"ti": ti}})
     relay.submit(dbt_line("NodeFinished", "success"), {"context": {"ti": ti}})
@@ -210,3 +300,19 @@ def test_close_raises_the_first_push_error_after_parsing_everything():
 def test_use_for_accepts_only_cosmos_producer():
     with pytest.raises(TypeError, match="DbtProducerWatcherOperator"):
         MallardDbtBuildOperator.use_for(object())
+
+
+def test_read_node_reports_refuses_a_deferred_watcher():
+    from cosmos.operators.watcher import DbtRunWatcherOperator
+
+    def watcher(deferrable: bool) -> DbtRunWatcherOperator:
+        node = {"dbt_node_config": {"unique_id": MODEL}}
+        return DbtRunWatcherOperator(
+            task_id="dbt.orders.run", project_dir="/tmp", deferrable=deferrable, extra_context=node
+        )
+
+    polled = watcher(deferrable=False)
+    assert read_node_reports([polled, object()]) == 1
+    assert type(polled).__name__ == "MallardDbtRunWatcherOperator" and polled.task_id == "dbt.orders.run"
+    with pytest.raises(ValueError, match="dbt.orders.run: a deferred watcher"):
+        read_node_reports([watcher(deferrable=True)])
