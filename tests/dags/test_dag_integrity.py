@@ -96,7 +96,8 @@ def test_one_dbt_build_writes_the_warehouse_and_the_model_tasks_watch_it(elt_dag
     producer = elt_dag.get_task(PRODUCER_TASK_ID)
     assert producer.pool == WAREHOUSE_POOL
     assert producer.upstream_task_ids == {"ingestion_done"}
-    watchers = [t for t in elt_dag.tasks if type(t).__name__ in ("MallardDbtRunWatcherOperator", "MallardDbtTestWatcherOperator")]
+    watcher_types = ("MallardDbtRunWatcherOperator", "MallardDbtTestWatcherOperator")
+    watchers = [t for t in elt_dag.tasks if type(t).__name__ in watcher_types]
     assert watchers
     for watcher in watchers:
         assert watcher.pool != WAREHOUSE_POOL, watcher.task_id

@@ -314,5 +314,5 @@ def test_read_node_reports_refuses_a_deferred_watcher():
     polled = watcher(deferrable=False)
     assert read_node_reports([polled, object()]) == 1
     assert type(polled).__name__ == "MallardDbtRunWatcherOperator" and polled.task_id == "dbt.orders.run"
-    with pytest.raises(ValueError, match="dbt.orders.run: a deferred watcher"):
+    with pytest.raises(ValueError, match=r"dbt\.orders\.run: a deferred watcher"):
         read_node_reports([watcher(deferrable=True)])
