@@ -16,8 +16,10 @@ End to end (result: bench/results/e2e.json):
   conf {"start", "end"}. Timed from the trigger (the unpause) to the run's end_date.
 - baseline, same run: a new Python process that does the same work bare on a fresh warehouse:
   `include.mallard.ingest.extract` + `load` for every source over the same interval, one
-  `dbt build` (dbtRunner, the same profile and interval vars that Cosmos passes) and one
-  `dbt docs generate` (the DAG's last task). Its wall time includes Python's start and imports.
+  `dbt build` (dbtRunner, the same profile, the interval in the env vars Mallard's tasks set,
+  partial parse warm: an untimed `dbt parse` first) and one `dbt docs generate` from the same
+  target path (the DAG's last task). Its wall time includes Python's start and imports, not the
+  warm-up parse. Loads write Parquet load files, as Mallard's do (ingest.py).
   The row counts of every raw and marts table must be the same in both warehouses.
 
 Where the time goes: the task instances' start/end from the REST API, summed by kind (extract,
@@ -267,13 +269,18 @@ def child_bare(root: Path, sources_dir: Path, dbt_dir: Path, start: str, end: st
         per_source[source.name] = {"extract": round(t1 - t0, 3), "load": round(t2 - t1, 3)}
         extract_s, load_s = extract_s + t1 - t0, load_s + t2 - t1
     steps["extract"], steps["load"] = extract_s, load_s
-    # As Cosmos runs it: the project's profile (threads 1), the run's interval as vars.
-    dbt_vars = {"mallard_interval_start": interval.start.isoformat(), "mallard_interval_end": interval.end.isoformat()}
+    # dbt done well: the project's profile (threads 1), the interval in the env vars Mallard's
+    # tasks set (macros/interval_filter.sql), partial parse warm (an untimed `dbt parse` first, as
+    # a pipeline that ran before has it), and docs from the same target path (no re-parse).
+    os.environ["MALLARD_INTERVAL_START"] = interval.start.isoformat()
+    os.environ["MALLARD_INTERVAL_END"] = interval.end.isoformat()
     common = ["--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir), "--log-path", str(root / "dbt_logs")]
-    steps["dbt_build"], node_seconds = _dbt(
-        ["build", *common, "--target-path", str(root / "dbt_target"), "--vars", json.dumps(dbt_vars), "--quiet"]
-    )
-    steps["dbt_docs"], _ = _dbt(["docs", "generate", *common, "--target-path", str(root / "dbt_docs"), "--quiet"])
+    common += ["--target-path", str(root / "dbt_target")]
+    steps["dbt_parse_untimed"], _ = _dbt(["parse", *common, "--quiet"])
+    started_dbt = time.perf_counter()
+    steps["dbt_build"], node_seconds = _dbt(["build", *common, "--quiet"])
+    steps["dbt_docs"], _ = _dbt(["docs", "generate", *common, "--quiet"])
+    steps["dbt_seconds"] = time.perf_counter() - started_dbt
     return {
         "steps_seconds": {step: round(value, 3) for step, value in steps.items()},
         "per_source": per_source,
@@ -302,7 +309,9 @@ def run_bare(workload: Workload, start: str, end: str, env: dict[str, str]) -> d
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"bare run failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-    result["wall_seconds"] = round(wall, 2)
+    # The warm-up `dbt parse` is not part of the baseline's work: a pipeline that ran before has it.
+    result["process_seconds"] = round(wall, 2)
+    result["wall_seconds"] = round(wall - result["steps_seconds"]["dbt_parse_untimed"], 2)
     return result
 
 
@@ -513,7 +522,8 @@ def _load_average() -> list[float]:
 
 def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     start, end = RUN_START, RUN_START + dt.timedelta(days=args.days)
-    print(f"\n== End to end: building the workload ({args.rows:,} source rows, {args.days} days)", flush=True)
+    size = "the demo sources unchanged" if args.rows is None else f"{args.rows:,} source rows"
+    print(f"\n== End to end: building the workload ({size}, {args.days} days)", flush=True)
     workload = build_workload(scratch / "e2e", rows=args.rows, days=args.days, extra_models=args.extra_models)
     print(f"  dbt project: {workload.models} models, {workload.tests} tests; shop: {workload.shop}", flush=True)
 
@@ -691,6 +701,11 @@ def bench_backfill(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="source rows of the end-to-end run (at least)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the end-to-end run on the demo unchanged, one day (the fixed cost per run): no --rows, --extra-models 0",
+    )
     parser.add_argument("--days", type=int, default=7, help="days in the end-to-end run's interval")
     parser.add_argument("--extra-models", type=int, default=12, help=f"generated rollup models (max {len(ROLLUPS)})")
     parser.add_argument("--backfill-days", type=int, default=7)
@@ -703,6 +718,8 @@ def main() -> int:
     parser.add_argument("--child-dbt", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-interval", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.demo:
+        args.rows, args.days, args.extra_models = None, 1, 0
 
     env = prepare_environment()
     if args.child_bare:
