@@ -50,6 +50,7 @@ from include.mallard.dbt_project import (
     read_dbt_project,
     sources_with_freshness,
 )
+from include.mallard.edges import add_edges
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, Warehouse, active_warehouse
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def _watch_after_build(group: DbtTaskGroup) -> None:
     """
     producer = _group_task(group, PRODUCER_WATCHER_TASK_ID)
     producer_done = build_done_gate(group)
-    for task in group.get_roots():
-        if task is not producer:
-            [producer, producer_done] >> task
-            task.trigger_rule = TriggerRule.ONE_DONE
+    roots = [task for task in group.get_roots() if task is not producer]
+    add_edges([producer, producer_done], roots)  # `[producer, producer_done] >> root`, in bulk (edges.py)
+    for task in roots:
+        task.trigger_rule = TriggerRule.ONE_DONE

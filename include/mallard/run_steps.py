@@ -17,6 +17,7 @@ from include.mallard import tasks
 from include.mallard.alerts import MallardWebhookNotifier
 from include.mallard.dbt_docs import generate_dbt_docs
 from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
+from include.mallard.edges import add_edges
 from include.mallard.warehouse import Warehouse, active_warehouse, resolve_warehouse_path
 
 PUBLISH_TASK_ID = "publish"
@@ -81,7 +82,7 @@ def publish_step(dag: DAG, warehouse: Warehouse | None = None) -> PythonOperator
         doc_md="Records the run's dbt results (and failed extracts) in `mallard_meta`, then publishes the "
         "read-only snapshot `mallard.read.duckdb` that readers open instead of the warehouse.",
     ).as_teardown()
-    publish.set_upstream(others)
+    add_edges(others, [publish])  # one edge per task: Airflow's set_upstream is O(tasks^2) here (edges.py)
     return publish
 
 
