@@ -24,7 +24,7 @@ End to end (result: bench/results/e2e.json):
 
 Where the time goes: the task instances' start/end from the REST API, summed by kind (extract,
 load, dbt run, dbt test, dbt docs), their union (busy time) and the scheduling gaps (run wall
-time minus busy time).
+time minus busy time); the JSON keeps every task's span (`timeline`).
 
 Backfill (result: bench/results/e2e_backfill.json), on a second private stack, workload: the demo
 sources and dbt project unchanged (3 sources, 9 models): --single-runs triggered one-day runs one
@@ -362,11 +362,13 @@ def _union_seconds(spans: list[tuple[dt.datetime, dt.datetime]]) -> float:
 def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime, run_end: dt.datetime) -> dict:
     """Task seconds by kind, busy time (union of all task spans), scheduling gaps, queue waits."""
     by_kind: dict[str, dict[str, float]] = {}
-    spans, pooled, queued = [], [], []
+    spans, pooled, queued, timeline = [], [], [], []
     for ti in task_instances:
         if not (ti.get("start_date") and ti.get("end_date")):
             continue
         start, end = _time(ti["start_date"]), _time(ti["end_date"])
+        offsets = [round((moment - run_start).total_seconds(), 2) for moment in (start, end)]
+        timeline.append([ti["task_id"], *offsets])
         kind = by_kind.setdefault(task_kind(ti), {"tasks": 0, "seconds": 0.0})
         kind["tasks"] += 1
         kind["seconds"] += (end - start).total_seconds()
@@ -386,6 +388,8 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
         "scheduling_gap_seconds": round(wall - busy, 1),
         "queued_to_start_seconds_median": round(median(queued), 2) if queued else None,
         "queued_to_start_seconds_sum": round(sum(queued), 1),
+        # Each task's start and end, seconds from the run's start: the critical path can be read off.
+        "timeline": sorted(timeline, key=lambda row: row[1]),
     }
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from include.mallard.warehouse import (
 
 MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
+# The same files' paths, sizes and modification times when the fingerprint was recorded: while they
+# match, the parse need not read and hash the files (0.05 s of each parse at 1,000 models).
+FILES_SIGNATURE_RELATIVE_PATH = Path("target") / "mallard_files_signature.txt"
+RACY_FILE_SECONDS = 2
 # The sources with a freshness rule, written beside the manifest: reading them from an 8 MB
 # manifest cost 0.15 s of every DAG parse at 1,000 models.
 FRESHNESS_SOURCES_RELATIVE_PATH = Path("target") / "mallard_freshness_sources.json"
@@ -204,10 +209,35 @@ def project_fingerprint(dbt_project_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def files_signature(dbt_project_dir: Path) -> tuple[str, int]:
+    """A hash of the paths, sizes and modification times of the files `project_fingerprint` reads, and the newest time.
+
+    Equal to the one recorded with the fingerprint, no file was touched since; different, the
+    contents decide (a checkout or a copy changes the times, not necessarily the files).
+    """
+    digest, newest = hashlib.sha256(), 0
+    packages = [(f"local:{declared}", root) for declared, root in _local_package_dirs(dbt_project_dir)]
+    for label, root in [("project", dbt_project_dir), *packages]:
+        digest.update(label.encode() + b"\0")
+        for path in _files_under(root) if root.is_dir() else []:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            newest = max(newest, stat.st_mtime_ns)
+    return digest.hexdigest(), newest
+
+
 def record_fingerprint(dbt_project_dir: Path) -> None:
     """Remember which project files the current manifest was built from (after `dbt parse`), which
     of its sources have a freshness rule, and where its sources and nodes live."""
     (dbt_project_dir / FINGERPRINT_RELATIVE_PATH).write_text(project_fingerprint(dbt_project_dir))
+    signature, newest = files_signature(dbt_project_dir)
+    signature_file = dbt_project_dir / FILES_SIGNATURE_RELATIVE_PATH
+    # A file written within the clock's granularity of now could change again with the same size
+    # and time: then only its contents tell, so no signature is kept (the parse hashes the files).
+    if time.time_ns() - newest > RACY_FILE_SECONDS * 10**9:
+        signature_file.write_text(signature)
+    else:
+        signature_file.unlink(missing_ok=True)
     manifest = _read_manifest(manifest_path(dbt_project_dir))
     (dbt_project_dir / FRESHNESS_SOURCES_RELATIVE_PATH).write_text(json.dumps(_sources_with_freshness(manifest)))
     (dbt_project_dir / RELATIONS_RELATIVE_PATH).write_text(json.dumps(_relations(manifest).as_json()))
@@ -296,6 +326,9 @@ def check_manifest_is_fresh(dbt_project_dir: Path) -> Path:
         raise DbtProjectError(
             f"{manifest} is missing. Build it with `make manifest` (runs `dbt parse` in {dbt_project_dir})."
         )
+    signature_file = dbt_project_dir / FILES_SIGNATURE_RELATIVE_PATH
+    if signature_file.is_file() and signature_file.read_text().strip() == files_signature(dbt_project_dir)[0]:
+        return manifest
     fingerprint_file = dbt_project_dir / FINGERPRINT_RELATIVE_PATH
     recorded = fingerprint_file.read_text().strip() if fingerprint_file.is_file() else None
     if recorded != project_fingerprint(dbt_project_dir):
