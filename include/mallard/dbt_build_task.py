@@ -13,8 +13,8 @@ Here, with the same results for every watcher:
   over (its `NodeFinished`, and its model's tests when it has some), and again only if it
   changes; what is left is pushed when the build ends (`NodeReports`). The watchers
   (`MallardDbtRunWatcherOperator` and co.) answer Cosmos's pulls of those four keys from that one
-  value, and pull the key itself when no report exists (a node the build never reached, a source
-  freshness result). Keys of a test node are not pushed at all: a test task watches its model's
+  value, and pull the key itself when no report exists (a model left out of the build for a stale
+  source, whose skip Cosmos pushes under its own key). Keys of a test node are not pushed at all: a test task watches its model's
   keys, never the test's own. A running node's events (`NodeStart`, `NodeCompiling`,
   `NodeExecuting`) are only logged: Cosmos wrote them to the same key its `NodeFinished` then
   overwrote unread. Every log line is still written.
