@@ -14,10 +14,10 @@ Here, with the same results for every watcher:
   changes; what is left is pushed when the build ends (`NodeReports`). The watchers
   (`MallardDbtRunWatcherOperator` and co.) answer Cosmos's pulls of those four keys from that one
   value, and pull the key itself when no report exists (a model left out of the build for a stale
-  source, whose skip Cosmos pushes under its own key). Keys of a test node are not pushed at all: a test task watches its model's
-  keys, never the test's own. A running node's events (`NodeStart`, `NodeCompiling`,
-  `NodeExecuting`) are only logged: Cosmos wrote them to the same key its `NodeFinished` then
-  overwrote unread. Every log line is still written.
+  source, whose skip Cosmos pushes under its own key). Keys of a test node are not pushed at all:
+  a test task watches its model's keys, never the test's own. A running node's events
+  (`NodeStart`, `NodeCompiling`, `NodeExecuting`) are only logged: Cosmos wrote them to the same
+  key its `NodeFinished` then overwrote unread. Every log line is still written.
 
 That is one push per model (~104 at 100 models) instead of 1,824. Only the in-process dbt runner
 (Mallard's `InvocationMode.DBT_RUNNER`) is relayed; a subprocess invocation keeps Cosmos's path,

@@ -45,10 +45,8 @@ def dbt_task_macros(interval_bound: Callable[..., str]) -> dict[str, Callable[..
 
 
 def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = None) -> Any:
-    """The Cosmos dbt group, and `dbt_docs` after its build (failing with a failed or missing build); the group.
+    """The Cosmos dbt group, then `dbt_docs` (failing with a failed or missing build); the dbt group.
 
-    The docs need the build, not its model and test tasks: those only report the build's results
-    (a failed model or test fails the build too), so the docs are generated while they report.
     Adds the project's models to the DAG's doc.
     """
     warehouse = warehouse or active_warehouse()
@@ -64,7 +62,10 @@ def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = Non
     )
     dag.doc_md = (dag.doc_md or "") + _models_doc(dbt)
     # A build that failed or never ran must fail the run, even when every model task skipped.
-    [dbt.dag.get_task(BUILD_TASK_ID), build_done_gate(dbt)] >> docs
+    # After the model and test tasks, not after the build alone: in a cleared run Cosmos skips the
+    # build and each model and test task runs its own node with dbt; the docs must wait for them
+    # (and a skipped build upstream would skip the docs).
+    [dbt, build_done_gate(dbt)] >> docs
     return dbt
 
 

@@ -131,15 +131,13 @@ def test_ingestion_is_upstream_of_all_dbt_tasks(elt_dag):
             assert loads <= task.get_flat_relative_ids(upstream=True), task.task_id
 
 
-def test_dbt_docs_are_generated_after_the_build_in_the_writer_pool_while_the_model_tasks_report(elt_dag):
+def test_dbt_docs_are_generated_last_in_the_writer_pool(elt_dag):
+    # After every model and test task, not after the build alone: a cleared run skips the build and
+    # its model and test tasks run their nodes with dbt; a skipped build upstream would skip the docs.
     docs = elt_dag.get_task("dbt_docs")
     assert docs.pool == WAREHOUSE_POOL
-    assert docs.upstream_task_ids == {PRODUCER_TASK_ID, BUILD_DONE_TASK_ID}
-    assert docs.trigger_rule == "all_success", "a failed (or never run) build fails the docs and the run"
-    watchers = {
-        t.task_id for t in elt_dag.tasks if t.task_id.startswith("dbt.") and t.task_id.endswith(("run", "test"))
-    }
-    assert watchers and not watchers & docs.get_flat_relative_ids(upstream=True)
+    dbt_tasks = {t.task_id for t in elt_dag.tasks if t.task_id.startswith("dbt.")}
+    assert dbt_tasks <= docs.get_flat_relative_ids(upstream=True)
 
 
 def test_dbt_tasks_get_the_warehouse_path_and_interval_at_run_time(elt_dag):
