@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cosmos.operators._watcher.base import BaseConsumerSensor
@@ -129,7 +129,7 @@ class NodeReports:
         has_result = "dbt_event" in report and "status" in report
         return has_result and (node not in self._with_tests or "tests_status" in report)
 
-    def _push(self, nodes: Any) -> None:
+    def _push(self, nodes: Iterable[str]) -> None:
         for node in sorted(nodes):
             report = self._reports[node]
             if self._pushed.get(node) != report:
