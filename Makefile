@@ -12,9 +12,11 @@ DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
 # Install everything into .venv (re-runs only when the requirements change).
 install: $(VENV)/.installed
 # The project itself is installed in editable mode: that puts the `mallard` command in .venv/bin.
+# Without build isolation, so setuptools >= 70.1 (it builds wheels itself): a system Python's venv
+# (Debian's 3.11: setuptools 66, no `wheel`) failed with "invalid command 'bdist_wheel'".
 $(VENV)/.installed: requirements.txt requirements-local.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=70.1"
 	$(PY) -m pip install --quiet -r requirements-local.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
