@@ -22,6 +22,9 @@ Here, with the same results for every watcher:
 That is one push per model (~104 at 100 models) instead of 1,824. Only the in-process dbt runner
 (Mallard's `InvocationMode.DBT_RUNNER`) is relayed; a subprocess invocation keeps Cosmos's path,
 and the watchers read its keys through the fallback.
+
+Cosmos's callback also turns every dbt event into JSON on dbt's thread; the build task hands it
+only the events its parser reads (`dbt_events.ForwardsReadEvents`).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from cosmos.operators.watcher import (
     DbtTestWatcherOperator,
 )
 
-# dbt events about a node still running, superseded by its `NodeFinished`.
-SUPERSEDED_NODE_EVENTS = frozenset({"NodeStart", "NodeCompiling", "NodeExecuting"})
+from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents
+
 # Enough for a burst of events; when full, dbt waits rather than holding the whole log in memory.
 QUEUE_SIZE = 10_000
 
@@ -207,8 +210,9 @@ class EventRelay:
                     self._error = error
 
 
-class MallardDbtBuildOperator(DbtProducerWatcherOperator):
-    """Cosmos's `dbt build` producer with its node events relayed and reported per node (module docstring).
+class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
+    """Cosmos's `dbt build` producer with its node events relayed and reported per node, and only the
+    events its parser reads converted (module docstring).
 
     Cosmos 1.15 has no setting for the producer's class (it derives it from the execution mode),
     so `use_for(producer)` changes the class of the one producer it built; this class adds
@@ -223,10 +227,12 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator):
     def run_dbt_runner(self, command: list[str], env: dict[str, str], cwd: str, **kwargs: Any) -> Any:
         parser = ReportingParser(super()._make_parse_callable(), self.tests_per_model)
         relay = self._relay = EventRelay(parser)
+        self._callbacks_before_call = tuple(self._dbt_runner_callbacks or ())
         try:
             return super().run_dbt_runner(command, env, cwd, **kwargs)
         finally:
             self._relay = None
+            self._callbacks_before_call = ()
             relay.close()
             parser.close()
 

@@ -196,3 +196,14 @@ def test_the_build_task_left_one_finished_report_per_dbt_node(warehouse):
     assert [key for key in values if key not in {f"{node}_report" for node in nodes}] == [
         key for key in values if "__" not in key
     ], sorted(values)
+
+
+def test_the_build_task_handed_cosmos_parser_only_the_events_it_reads(warehouse):
+    """The held-back events are most of the build's; tests/e2e/test_dbt_event_filter.py proves they change nothing."""
+    import re
+
+    log = (warehouse.parent / "airflow.log").read_text()
+    counts = re.findall(r"Cosmos's parser was handed (\d+) of dbt's (\d+) events", log)
+    assert len(counts) == 1, counts  # one build, its callback wrapped once
+    handed, seen = map(int, counts[0])
+    assert 0 < handed < seen / 2, (handed, seen)

@@ -19,7 +19,7 @@ LAYERS = [
     {"paths", "interval", "edges"},
     {"config", "warehouse", "environment", "postgres_warehouse"},
     {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts", "assets"},
-    {"sources", "staging", "raw_tables", "ingest", "tasks", "dbt_docs", "dbt_build_task", "ui"},
+    {"sources", "staging", "raw_tables", "ingest", "tasks", "dbt_docs", "dbt_events", "dbt_build_task", "ui"},
     {"dbt_group"},
     {"run_steps"},
     {"factory", "dbt_on_assets", "cli", "first_hour"},

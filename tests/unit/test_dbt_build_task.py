@@ -19,6 +19,7 @@ from include.mallard.dbt_build_task import (
     read_node_reports,
     report_field,
 )
+from include.mallard.dbt_events import ReadEventsForwarder, is_read_by_cosmos
 
 MODEL = "model.demo.stg_shop__orders"
 TEST = "test.demo.not_null_stg_shop__orders_order_id.1a2b3c"
@@ -316,3 +317,66 @@ def test_read_node_reports_refuses_a_deferred_watcher():
     assert type(polled).__name__ == "MallardDbtRunWatcherOperator" and polled.task_id == "dbt.orders.run"
     with pytest.raises(ValueError, match=r"dbt\.orders\.run: a deferred watcher"):
         read_node_reports([watcher(deferrable=True)])
+
+
+# --- which dbt events reach Cosmos's parser -----------------------------------------------------
+
+
+def dbt_event(event_class: str, node_status: str | None = None, **fields: object):
+    """A real dbt `EventMsg`, as dbt hands it to a callback: level and name as dbt 1.11 sets them."""
+    import dbt.adapters.events.types as adapter_events
+    import dbt.events.types as core_events
+    import dbt_common.events.types as common_events
+    from dbt_common.events.base_types import msg_from_base_event
+
+    modules = (core_events, adapter_events, common_events)
+    event_type = next(getattr(module, event_class) for module in modules if hasattr(module, event_class))
+    if node_status is not None:
+        fields["node_info"] = {"unique_id": MODEL, "node_status": node_status, "resource_type": "model"}
+    return msg_from_base_event(event_type(**fields))
+
+
+@pytest.mark.parametrize(
+    ("event_class", "node_status", "fields", "read"),
+    [
+        # debug-level events of a running node or of no node: Cosmos's parser only logs them at debug level
+        ("SQLQuery", "executing", {"conn_name": "c", "sql": "select 1"}, False),
+        ("SQLQueryStatus", "executing", {"status": "OK", "elapsed": 0.1}, False),
+        ("NodeStart", "started", {}, False),
+        ("NodeExecuting", "executing", {}, False),
+        ("CacheAction", None, {"action": "add_relation"}, False),
+        ("ConnectionUsed", None, {"conn_type": "duckdb", "conn_name": "c"}, False),
+        # what it reads: a final node, any debug event carrying a node in a final state, errors, skips, startup
+        ("NodeFinished", "success", {}, True),
+        ("SQLQueryStatus", "success", {"status": "OK", "elapsed": 0.1}, True),
+        ("SkippingDetails", "skipped", {"node_name": "orders"}, True),
+        ("LogSkipBecauseError", None, {"schema": "marts", "relation": "orders", "status": "error"}, True),
+        ("MainReportVersion", None, {"version": "1.11.0", "log_version": 3}, True),
+        ("AdapterRegistered", None, {"adapter_name": "duckdb", "adapter_version": "1.11.1"}, True),
+        ("RunResultError", None, {"msg": "boom"}, True),
+        # every event above debug level is logged in the task log
+        ("LogModelResult", "success", {"description": "table model orders", "status": "OK"}, True),
+        ("Formatting", None, {"msg": ""}, True),
+    ],
+)
+def test_only_events_cosmos_parser_acts_on_are_read(event_class, node_status, fields, read):
+    event = dbt_event(event_class, node_status, **fields)
+    assert is_read_by_cosmos(event) is read, (event.info.level, event.info.name)
+
+
+def test_the_forwarder_hands_on_only_read_events_and_counts_both():
+    handed: list[str] = []
+    forwarder = ReadEventsForwarder(lambda event: handed.append(event.info.name))
+    events = [
+        dbt_event("SQLQuery", "executing", conn_name="c", sql="select 1"),
+        dbt_event("CacheAction", action="add_relation"),
+        dbt_event("NodeFinished", "success"),
+        dbt_event("LogModelResult", "success", description="table model orders", status="OK"),
+    ]
+    threads = [threading.Thread(target=lambda: [forwarder(event) for event in events]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(handed)) == ["LogModelResult", "NodeFinished"] and len(handed) == 8
+    assert (forwarder.seen, forwarder.forwarded) == (16, 8)
