@@ -45,6 +45,7 @@ from cosmos.operators.watcher import (
 )
 
 from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents
+from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, writer_turn
 
 # Enough for a burst of events; when full, dbt waits rather than holding the whole log in memory.
 QUEUE_SIZE = 10_000
@@ -284,7 +285,11 @@ class ReadsNodeReport(BaseConsumerSensor):
         task_instance = context["ti"]
         if isinstance(task_instance, NodeReportReader):
             context = {**context, "ti": task_instance.task_instance}
-        return super()._fallback_to_non_watcher_run(try_number, context)
+        if not active_warehouse().is_embedded:
+            return super()._fallback_to_non_watcher_run(try_number, context)
+        # Outside the warehouse pool: take turns with the other tasks re-running their node.
+        with writer_turn(resolve_warehouse_path()):
+            return super()._fallback_to_non_watcher_run(try_number, context)
 
 
 class MallardDbtRunWatcherOperator(ReadsNodeReport, DbtRunWatcherOperator):

@@ -9,7 +9,8 @@ in the warehouse pool, and every model and test task watches its own node's resu
 build (XCom), so a failed model or test fails its own task and what depends on it does not run.
 A task per dbt node would cost a process start, a DAG parse and a dbt start each, one after
 another in the pool (docs/benchmarks.md). A retried or cleared model/test task re-runs its own
-node with dbt; the profile's `retries.connect_attempts` makes that wait for the writer lock.
+node with dbt, taking turns with the others (`warehouse.writer_turn`); the profile's
+`retries.connect_attempts` makes that wait for the pool's writers.
 
 Source freshness: when the manifest has a source with a `freshness` rule, each such source is a
 task, and the build first runs `dbt source freshness` (Cosmos's watcher does it in the same

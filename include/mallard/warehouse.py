@@ -8,15 +8,19 @@ DuckDB lets one process write a file at a time. Inside Airflow every task that o
 warehouse runs in the 1-slot pool `WAREHOUSE_POOL`, so Airflow queues them instead of letting
 them collide. `retry_on_lock` is the second line of defence for a process outside Airflow
 (say, a SQL client) that holds the file: the task waits and tries again, then fails clearly.
+A model or test task that re-runs its own node with dbt (retried, or cleared) runs outside the
+pool; those take turns through `writer_turn`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +34,7 @@ WAREHOUSE_POOL = "mallard_duckdb"
 SNAPSHOT_PATH_ENV = "MALLARD_SNAPSHOT_PATH"
 SNAPSHOT_FILE_NAME = "mallard.read.duckdb"
 LOCK_ERROR_TEXT = "Could not set lock on file"
+WRITER_TURN_SUFFIX = ".writer-turn.lock"
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,6 +144,30 @@ def export_warehouse_path() -> Path:
     path = resolve_warehouse_path()
     os.environ[WAREHOUSE_PATH_ENV] = str(path)
     return path
+
+
+@contextmanager
+def writer_turn(path: Path) -> Iterator[None]:
+    """Wait for, then hold, this machine's turn to write the DuckDB file `path` among processes that take turns.
+
+    Model and test tasks re-running their node with dbt (a retry, a cleared run) start together,
+    outside the warehouse pool; left alone, each waits for DuckDB's lock through dbt-duckdb's
+    connect retries, which double every wait (1, 2, 4 ... 512 s), so the last of five nodes can
+    start minutes after the lock is free. An exclusive `flock` on `<path>.writer-turn.lock` queues
+    them instead: each starts as soon as the one before has finished. The kernel releases it when
+    its holder exits, even killed.
+    """
+    lock_path = path.with_name(path.name + WRITER_TURN_SUFFIX)
+    with lock_path.open("a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Waiting for the warehouse's writer turn (%s): another task is re-running a dbt node", lock_path)
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def quote_identifier(name: str) -> str:
