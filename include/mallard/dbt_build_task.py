@@ -24,7 +24,7 @@ That is one push per model (~104 at 100 models) instead of 1,824. Only the in-pr
 and the watchers read its keys through the fallback.
 
 Cosmos's callback also turns every dbt event into JSON on dbt's thread; the build task hands it
-only the events its parser reads (`dbt_events.ForwardsReadEvents`).
+only the events its parser reads, and runs dbt without its own loggers (`dbt_events.py`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from cosmos.operators.watcher import (
     DbtTestWatcherOperator,
 )
 
-from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents
+from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents, callback_only_logging
 from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, writer_turn
 
 # Enough for a burst of events; when full, dbt waits rather than holding the whole log in memory.
@@ -230,7 +230,7 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
         relay = self._relay = EventRelay(parser)
         self._callbacks_before_call = tuple(self._dbt_runner_callbacks or ())
         try:
-            return super().run_dbt_runner(command, env, cwd, **kwargs)
+            return super().run_dbt_runner(callback_only_logging(command), env, cwd, **kwargs)
         finally:
             self._relay = None
             self._callbacks_before_call = ()

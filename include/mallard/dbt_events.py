@@ -5,6 +5,12 @@ Most of a build's events (88% at 100 models: 6,697 of 7,624, ~25 per node) are d
 connection and cache events that the parser only logs at debug level, which the task log drops.
 `ForwardsReadEvents` hands that callback only the events the parser acts on (`is_read_by_cosmos`),
 and every event when debug logging is on for the parser.
+
+dbt's own loggers are a larger cost: Cosmos runs the build with `--log-format json`, so dbt also
+writes every event as JSON to stdout (which Cosmos's stdout filter then drops, the callback having
+logged it) and to `logs/dbt.log` in Cosmos's temporary copy of the project (deleted when the task
+ends). `callback_only_logging` turns both off for the in-process build: the task log, written by
+Cosmos's callback, is unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from cosmos.operators._watcher.base import logger as cosmos_parser_logger
 from cosmos.operators._watcher.state import DBT_UPSTREAM_FAILURE_SKIP_EVENT_NAMES, is_dbt_node_status_terminal
 from cosmos.operators.local import DbtLocalBaseOperator
 
+# dbt's global flags for the in-process build: no stdout logger, no file logger (dbt's file level follows
+# `--log-level` unless set). Events still reach the callbacks: dbt calls them whatever its loggers are.
+NO_DBT_LOGGERS = ("--log-level", "none")
 # dbt events about a node still running, superseded by its `NodeFinished`.
 SUPERSEDED_NODE_EVENTS = frozenset({"NodeStart", "NodeCompiling", "NodeExecuting"})
 # The debug-level dbt events Cosmos's parser acts on by name (cosmos/operators/_watcher/base.py): errors,
@@ -29,6 +38,18 @@ COSMOS_READ_EVENTS = (
     | {"MainReportVersion", "AdapterRegistered"}
     | DBT_UPSTREAM_FAILURE_SKIP_EVENT_NAMES
 )
+
+
+def callback_only_logging(command: list[str]) -> list[str]:
+    """`command` (a dbt CLI invocation) without Cosmos's `--log-format json` and with dbt's loggers off."""
+    kept: list[str] = []
+    arguments = iter(command)
+    for argument in arguments:
+        if argument == "--log-format":
+            next(arguments, None)
+        elif not argument.startswith("--log-format="):
+            kept.append(argument)
+    return [*kept, *NO_DBT_LOGGERS]
 
 
 def is_read_by_cosmos(event: Any) -> bool:

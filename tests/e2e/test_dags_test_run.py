@@ -207,3 +207,13 @@ def test_the_build_task_handed_cosmos_parser_only_the_events_it_reads(warehouse)
     assert len(counts) == 1, counts  # one build, its callback wrapped once
     handed, seen = map(int, counts[0])
     assert 0 < handed < seen / 2, (handed, seen)
+
+
+def test_the_build_ran_dbt_without_its_own_loggers_and_the_task_log_still_has_dbts_lines(warehouse):
+    """No JSON to stdout, no dbt.log in Cosmos's temporary project: what dbt says comes through the callback."""
+    log = (warehouse.parent / "airflow.log").read_text()
+    invocation = log[log.index("Trying to run dbtRunner with") :].splitlines()[1]
+    assert "'--log-level', 'none'" in invocation and "--log-format" not in invocation, invocation
+    assert (
+        "Running with dbt=" in log and "Done. PASS=" in log and "OK created sql incremental model marts.orders" in log
+    )

@@ -380,3 +380,23 @@ def test_the_forwarder_hands_on_only_read_events_and_counts_both():
         thread.join()
     assert sorted(set(handed)) == ["LogModelResult", "NodeFinished"] and len(handed) == 8
     assert (forwarder.seen, forwarder.forwarded) == (16, 8)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["dbt", "build", "--log-format", "json", "--project-dir", "/tmp/p", "--target", "duckdb"],
+            ["dbt", "build", "--project-dir", "/tmp/p", "--target", "duckdb", "--log-level", "none"],
+        ),
+        (
+            ["dbt", "build", "--log-format=json", "--select", "orders"],
+            ["dbt", "build", "--select", "orders", "--log-level", "none"],
+        ),
+        (["dbt", "source", "freshness"], ["dbt", "source", "freshness", "--log-level", "none"]),
+    ],
+)
+def test_the_in_process_build_runs_dbt_without_its_own_loggers(command, expected):
+    from include.mallard.dbt_events import callback_only_logging
+
+    assert callback_only_logging(command) == expected
