@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from include.mallard.warehouse import WRITER_TURN_SUFFIX, writer_turn
 
 HOLDER = """
@@ -68,13 +70,21 @@ def test_a_killed_holder_releases_the_turn(tmp_path):
         assert "out" not in marks.read_text(), "the holder was killed inside its turn"
 
 
-def test_a_node_re_run_by_its_watcher_runs_inside_the_turn(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("environment", "in_turn"),
+    [
+        ("dev", True),  # the DuckDB file: one writer at a time
+        ("prod", False),  # mallard.yml's PostgreSQL server takes concurrent writers: no file to queue on
+    ],
+)
+def test_a_node_re_run_by_its_watcher_runs_inside_the_turn_on_duckdb(tmp_path, monkeypatch, environment, in_turn):
     from cosmos.operators.watcher import DbtRunWatcherOperator
 
     from include.mallard.dbt_build_task import read_node_reports
 
     warehouse = tmp_path / "mallard.duckdb"
     monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(warehouse))
+    monkeypatch.setenv("MALLARD_ENV", environment)
     seen: list[bool] = []
 
     # Stands in for Cosmos running the node with dbt: records whether the turn is held meanwhile.
@@ -91,30 +101,6 @@ def test_a_node_re_run_by_its_watcher_runs_inside_the_turn(tmp_path, monkeypatch
     )
     read_node_reports([watcher])
     assert watcher._fallback_to_non_watcher_run(2, {"ti": object()}) is True
-    assert seen == [True]
+    assert seen == [in_turn]
     assert not is_held(warehouse)
-
-
-def test_a_server_warehouse_takes_no_turn(tmp_path, monkeypatch):
-    """PostgreSQL (mallard.yml's `prod`) takes concurrent writers: the watcher does not queue on a file."""
-    from cosmos.operators.watcher import DbtRunWatcherOperator
-
-    from include.mallard.dbt_build_task import read_node_reports
-
-    warehouse = tmp_path / "mallard.duckdb"
-    monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(warehouse))
-    monkeypatch.setenv("MALLARD_ENV", "prod")
-    seen: list[bool] = []
-    monkeypatch.setattr(
-        DbtRunWatcherOperator, "_fallback_to_non_watcher_run", lambda self, n, c: seen.append(is_held(warehouse))
-    )
-    watcher = DbtRunWatcherOperator(
-        task_id="dbt.orders.run",
-        project_dir=str(tmp_path),
-        deferrable=False,
-        extra_context={"dbt_node_config": {"unique_id": "model.demo.orders"}},
-    )
-    read_node_reports([watcher])
-    watcher._fallback_to_non_watcher_run(2, {"ti": object()})
-    assert seen == [False]
-    assert not warehouse.with_name(warehouse.name + WRITER_TURN_SUFFIX).exists()
+    assert warehouse.with_name(warehouse.name + WRITER_TURN_SUFFIX).exists() is in_turn
