@@ -380,6 +380,9 @@ def _postgres_bindir() -> Path:
     raise ServiceUnavailable("PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)")
 
 
+RUNUSER_PATHS = (Path("/usr/sbin/runuser"), Path("/sbin/runuser"))
+
+
 def _postgres_owner() -> tuple[list[str], tuple[int, int] | None]:
     """How to run PostgreSQL's server programs: as root, as the `postgres` user (the server refuses root)."""
     if os.geteuid() != 0:
@@ -390,7 +393,11 @@ def _postgres_owner() -> tuple[list[str], tuple[int, int] | None]:
         user = pwd.getpwnam("postgres")
     except KeyError as error:
         raise ServiceUnavailable("running as root, and there is no `postgres` user to run PostgreSQL as") from error
-    return ["runuser", "-u", "postgres", "--"], (user.pw_uid, user.pw_gid)
+    # util-linux puts runuser in /usr/sbin, which a minimal PATH (cron, `env -i`) leaves out.
+    runuser = shutil.which("runuser") or next((str(p) for p in RUNUSER_PATHS if p.is_file()), None)
+    if runuser is None:
+        raise ServiceUnavailable("running as root, and util-linux's `runuser` is neither on PATH nor in /usr/sbin")
+    return [runuser, "-u", "postgres", "--"], (user.pw_uid, user.pw_gid)
 
 
 def _redis_server() -> str:

@@ -33,3 +33,17 @@ def test_a_stack_on_postgres_keeps_its_metadata_and_warehouse_there_not_in_sqlit
     assert env["AIRFLOW_CONN_MALLARD_WAREHOUSE_PROD"] == "postgresql://mallard:wh-pw@127.0.0.1:15432/mallard"
     assert "sqlite" not in " ".join(env.values())
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"  # PostgreSQL alone does not mean Celery
+
+
+def test_postgresql_runs_as_its_user_with_a_path_that_leaves_out_sbin(monkeypatch):
+    """`env -i PATH=/usr/bin:/bin` (cron, a bare CI shell) has no /usr/sbin, where util-linux puts runuser."""
+    import pytest
+
+    from scripts import airflow_stack
+
+    if os.geteuid() != 0 or not any(path.is_file() for path in airflow_stack.RUNUSER_PATHS):
+        pytest.skip("only as root, with runuser in /usr/sbin or /sbin")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    prefix, owner = airflow_stack._postgres_owner()
+    assert Path(prefix[0]).is_absolute() and Path(prefix[0]).name == "runuser" and Path(prefix[0]).is_file()
+    assert prefix[1:] == ["-u", "postgres", "--"] and owner is not None
