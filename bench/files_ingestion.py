@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,13 +42,14 @@ CSV_COLUMNS_SQL = """
 """
 CSV_COLUMNS = 8
 
-# How the CSV reader of include/mallard/sources/files.py can be swapped inside a child process,
-# to measure what each change to it bought (bench/ingest.py --compare-readers).
+# How the CSV reader of include/mallard/sources/files.py (or the full refresh of ingest.py) can be
+# swapped inside a child process, to measure what each change bought (bench/ingest.py --compare-*).
 READER_VARIANTS = {
     "current": "include/mallard/sources/files.py as it is",
     "dlt_reader": "before: dlt's read_csv_duckdb(use_pyarrow=True): 5,000-row batches, file read via a Python object",
     "file_object": "current reader, but the file read through a Python file object (as dlt's reader does)",
     "small_batches": "current reader, but 5,000-row batches as dlt's reader used",
+    "dlt_staging_copy": "current reader; full refresh as before: dlt's insert-from-staging (staging, then a copy)",
 }
 
 
@@ -79,15 +81,25 @@ def write_csv(path: Path, rows: int) -> Path:
     return path
 
 
-def duckdb_native_load(csv_path: Path, database: Path) -> dict[str, Any]:
-    """The baseline: DuckDB's own `CREATE TABLE t AS SELECT * FROM read_csv(...)` into a new file."""
-    import duckdb
-
+def _start_from(database: Path, over: Path | None) -> None:
+    """A new database file, or a copy of `over` (a warehouse that already holds the table)."""
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)
+    if over:
+        shutil.copyfile(over, database)
+
+
+def duckdb_native_load(csv_path: Path, database: Path, over: Path | None = None) -> dict[str, Any]:
+    """The baseline: DuckDB's own `CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv(...)`.
+
+    Into a new file, or with `over` into a copy of a file that already holds `t` (a refresh).
+    """
+    import duckdb
+
+    _start_from(database, over)
     # Closing the connection (DuckDB's checkpoint to disk) is inside the timing, as in Mallard's load.
     with stopwatch() as elapsed, duckdb.connect(str(database)) as connection:
-        connection.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv_path}')")
+        connection.execute(f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv('{csv_path}')")
     with duckdb.connect(str(database), read_only=True) as connection:
         rows = connection.execute("SELECT count(*) FROM t").fetchone()[0]
     return {"rows": rows, "seconds": round(elapsed(), 3)}
@@ -108,15 +120,26 @@ def use_reader_variant(variant: str) -> None:
         files._is_local_file = lambda item: False
     elif variant == "small_batches":
         files.CSV_BATCH_ROWS = 5_000
+    elif variant == "dlt_staging_copy":
+        import dlt
+
+        from include.mallard import duckdb_destination
+
+        duckdb_destination.duckdb_swapping_full_refresh = dlt.destinations.duckdb  # read by ingest at load time
     elif variant != "current":
         raise ValueError(f"unknown reader variant {variant!r}; use one of {', '.join(READER_VARIANTS)}")
 
 
-def mallard_files_ingestion(csv_dir: Path, root: Path, *, write_disposition: str | None = None) -> dict[str, Any]:
-    """One extract + load of a `files` source reading `csv_dir/*.csv` into `root/warehouse.duckdb`."""
+def mallard_files_ingestion(
+    csv_dir: Path, root: Path, *, write_disposition: str | None = None, over: Path | None = None
+) -> dict[str, Any]:
+    """One extract + load of a `files` source reading `csv_dir/*.csv` into `root/warehouse.duckdb`.
+
+    The warehouse starts new, or with `over` as a copy of a warehouse this source already loaded.
+    """
     root.mkdir(parents=True, exist_ok=True)
     warehouse = root / "warehouse.duckdb"
-    warehouse.unlink(missing_ok=True)
+    _start_from(warehouse, over)
     os.environ["MALLARD_WAREHOUSE_PATH"] = str(warehouse)
     os.environ["MALLARD_WORK_DIR"] = str(root / "work")
 
@@ -168,20 +191,25 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         import duckdb  # noqa: F401
     result: dict[str, Any] = {"rss_after_imports_mb": _rss_mb()}
+    over = Path(args.over) if args.over else None
     if args.what == "native":
-        result |= duckdb_native_load(Path(args.csv), Path(args.root) / "native.duckdb")
+        result |= duckdb_native_load(Path(args.csv), Path(args.root) / "native.duckdb", over)
     elif args.what == "mallard":
         if args.profile_to:
             import cProfile
 
             profiler = cProfile.Profile()
             result |= profiler.runcall(
-                mallard_files_ingestion, Path(args.csv).parent, Path(args.root), write_disposition=args.disposition
+                mallard_files_ingestion,
+                Path(args.csv).parent,
+                Path(args.root),
+                write_disposition=args.disposition,
+                over=over,
             )
             profiler.dump_stats(args.profile_to)
         else:
             result |= mallard_files_ingestion(
-                Path(args.csv).parent, Path(args.root), write_disposition=args.disposition
+                Path(args.csv).parent, Path(args.root), write_disposition=args.disposition, over=over
             )
     # ru_maxrss is in KiB on Linux.
     result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -197,8 +225,11 @@ def run_child(
     variant: str = "current",
     write_disposition: str | None = None,
     profile_to: Path | None = None,
+    over: Path | None = None,
 ) -> dict[str, Any]:
     """Run one measurement (`native`, `mallard` or `imports`) in a new process; add its peak RSS.
+
+    With `over`, the run's database starts as a copy of that file (copied before the timing).
 
     The peak comes from `os.wait4`, which reports the child's own rusage (RUSAGE_CHILDREN would
     report the largest of all children so far).
@@ -209,6 +240,8 @@ def run_child(
         command += ["--disposition", write_disposition]
     if profile_to:
         command += ["--profile-to", str(profile_to)]
+    if over:
+        command += ["--over", str(over)]
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
@@ -231,6 +264,7 @@ def main() -> int:
     parser.add_argument("--variant", choices=tuple(READER_VARIANTS), default="current")
     parser.add_argument("--disposition", choices=("append", "replace", "merge"))
     parser.add_argument("--profile-to")
+    parser.add_argument("--over", help="start from a copy of this database file (a refresh of the table)")
     args = parser.parse_args()
     prepare_environment()
     print(RESULT_MARKER + json.dumps(_child(args)), flush=True)

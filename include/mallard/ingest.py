@@ -86,10 +86,9 @@ def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
 
     from include.mallard.assets import duckdb_location, postgres_location
 
-    # Full-refresh tables load into a staging schema and are swapped in one transaction, so a
-    # failed load leaves the previous table readable. (DuckDB cannot clone or move a table
-    # across schemas, so dlt's `staging-optimized` is this same copy; `truncate-and-insert`
-    # would leave an empty table after a failed load: docs/benchmarks.md.)
+    # A failed full refresh leaves the previous table readable: on PostgreSQL dlt loads it into a
+    # staging schema and copies it over in one transaction; on DuckDB it loads beside the table
+    # and is renamed over it in one transaction, written once (duckdb_destination.py).
     staging = {"replace_strategy": "insert-from-staging", "staging_dataset_name_layout": STAGING_DATASET_LAYOUT}
     if not warehouse.is_embedded:
         from include.mallard.postgres_warehouse import check_reachable
@@ -100,8 +99,10 @@ def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
         return destination, f"postgres {found.where()}", postgres_location(found.host, found.port, found.database)
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+    from include.mallard.duckdb_destination import duckdb_swapping_full_refresh
+
     path = resolve_warehouse_path()
-    destination = dlt.destinations.duckdb(
+    destination = duckdb_swapping_full_refresh(
         DuckDbCredentials(str(path), global_config={"memory_limit": duckdb_memory_limit()}),
         # Row-based resources (synthetic, REST, SQL via sqlalchemy, python) are normalized into
         # Parquet: dlt's DuckDB default, `insert_values`, held a load's SQL text in memory

@@ -35,6 +35,9 @@ SNAPSHOT_PATH_ENV = "MALLARD_SNAPSHOT_PATH"
 SNAPSHOT_FILE_NAME = "mallard.read.duckdb"
 LOCK_ERROR_TEXT = "Could not set lock on file"
 WRITER_TURN_SUFFIX = ".writer-turn.lock"
+# A full refresh loads `<table>~swap` beside the table, then swaps it in (duckdb_destination.py).
+# `~` never appears in a dlt table name; such a table is left only by a failed load.
+FULL_REFRESH_SWAP_SUFFIX = "~swap"
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -86,13 +86,6 @@ def _source(tmp_path: Path, name: str, function: str, args: dict[str, Any]) -> A
     return parse_source_file(path)
 
 
-@pytest.fixture
-def warehouse(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
-    monkeypatch.setenv("MALLARD_WORK_DIR", str(tmp_path / "work"))
-    return tmp_path / "warehouse.duckdb"
-
-
 def test_rows_load_through_parquet_with_their_types_and_merge(warehouse, tmp_path):
     for version in (1, 2):  # the second run changes row 1: merged on the key, not added
         source = _source(tmp_path, "typed", "typed_rows", {"version": version})

@@ -1,0 +1,178 @@
+"""dlt's DuckDB destination with a full refresh that writes each table once.
+
+dlt's atomic full refresh (`insert-from-staging`) loads a `replace` table into the staging schema
+and then copies it into the dataset (`DELETE`, `INSERT ... SELECT`) in one transaction: every
+row is written twice, and the staging copy stays in the file until the next load. DuckDB cannot
+clone a table or move it across schemas, but it can drop and rename tables inside one schema in
+one transaction. So here a `replace` table loads into `<table>~swap` beside it (created empty
+with the table's columns and NOT NULL constraints once the schema is migrated, before any file
+is copied), and a follow-up job swaps it in: `DROP TABLE <table>; ALTER TABLE "<table>~swap"
+RENAME TO <table>` in one transaction. A failed load never reaches the swap, so readers keep
+the previous table whole; the next load starts a new swap table. Merge and append are dlt's.
+
+Import this module only where dlt is already being imported (it loads dlt's DuckDB client).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dlt.common.destination.client import LoadJob, PreparedTableSchema
+from dlt.common.destination.exceptions import DestinationTerminalException
+from dlt.common.destination.reference import DestinationReference
+from dlt.common.storages import FileStorage
+from dlt.common.storages.load_storage import ParsedLoadJobFileName
+from dlt.destinations import duckdb as dlt_duckdb
+from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
+from dlt.destinations.job_client_impl import SqlLoadJob
+from dlt.destinations.job_impl import FollowupJobRequestImpl
+from dlt.destinations.sql_client import SqlClientBase
+from dlt.destinations.sql_jobs import SqlFollowupJob
+
+from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
+
+log = logging.getLogger(__name__)
+
+# Load file formats DuckDB copies with one `INSERT ... SELECT` from a reader function.
+_READERS = {
+    "parquet": "read_parquet('{path}', union_by_name=true)",
+    "jsonl": "read_json('{path}')",
+    "typed-jsonl": "read_json('{path}')",
+}
+
+
+def swap_table_name(table_name: str) -> str:
+    """The table a full refresh of `table_name` loads into before it is swapped in."""
+    return f"{table_name}{FULL_REFRESH_SWAP_SUFFIX}"
+
+
+class SwapTableCopyJob(DuckDbCopyJob):
+    """Copies one load file of a `replace` table into its swap table."""
+
+    def run(self) -> None:
+        self._sql_client = self._job_client.sql_client
+        target = self._sql_client.make_qualified_table_name(swap_table_name(self.load_table_name))
+        file_format = ParsedLoadJobFileName.parse(self._file_path).file_format
+        self._sql_client.execute_sql(
+            f"INSERT INTO {target} BY NAME SELECT * FROM {_READERS[file_format].format(path=self._file_path)}"
+        )
+
+
+class SwapInFollowupJob(SqlFollowupJob):
+    """The SQL that replaces each table of a chain with its swap table (run by `SwapInJob`)."""
+
+    @classmethod
+    def generate_sql(cls, table_chain: Sequence[PreparedTableSchema], sql_client: SqlClientBase[Any]) -> list[str]:
+        statements = []
+        for table in table_chain:
+            swap = sql_client.make_qualified_table_name(swap_table_name(table["name"]))
+            statements.append(f"DROP TABLE IF EXISTS {sql_client.make_qualified_table_name(table['name'])}")
+            statements.append(f"ALTER TABLE {swap} RENAME TO {sql_client.escape_column_name(table['name'])}")
+        return statements
+
+
+class SwapInJob(SqlLoadJob):
+    """Runs a chain's swap in one transaction, once: a retry after it committed changes nothing.
+
+    A load killed between the commit and dlt marking the job done runs it again on the retry;
+    the root's swap table is gone by then (all of the chain's are renamed together), and running
+    the `DROP` again would drop the new table.
+    """
+
+    def run(self) -> None:
+        self._sql_client = self._job_client.sql_client
+        with FileStorage.open_zipsafe_ro(self._file_path, "r", encoding="utf-8") as f:
+            statements = self._split_fragments(f.read())
+        with self._sql_client.begin_transaction():
+            pending = self._sql_client.execute_sql(
+                "select count(*) from duckdb_tables() where database_name = current_database() "
+                "and schema_name = %s and table_name = %s",
+                self._sql_client.dataset_name,
+                swap_table_name(self.load_table_name),
+            )
+            if pending[0][0]:
+                self._sql_client.execute_many(statements)
+            else:
+                log.warning("%s is already swapped in (an earlier try of this job committed)", self.load_table_name)
+
+
+class SwapReplaceDuckDbClient(DuckDbClient):
+    """dlt's DuckDB client, with `replace` tables loaded beside the table and swapped in."""
+
+    def _swaps(self, table_name: str) -> bool:
+        table = self.prepare_load_table(table_name)
+        return table["write_disposition"] == "replace" and table.get("x-replace-strategy") != "truncate-and-insert"
+
+    def should_load_data_to_staging_dataset(self, table_name: str) -> bool:
+        return not self._swaps(table_name) and super().should_load_data_to_staging_dataset(table_name)
+
+    def should_truncate_table_before_load(self, table_name: str) -> bool:
+        # dlt calls `initialize_storage(truncate_tables=...)` once per load package with these,
+        # after the schema migration and before any copy job: where the swap tables start empty.
+        return self._swaps(table_name) or super().should_truncate_table_before_load(table_name)
+
+    def initialize_storage(self, truncate_tables: Iterable[str] | None = None) -> None:
+        if not truncate_tables or self.in_staging_dataset_mode:
+            super().initialize_storage(truncate_tables)
+            return
+        tables = list(truncate_tables)
+        swapped = [name for name in tables if self._swaps(name)]
+        others = [name for name in tables if name not in swapped]
+        if others:
+            super().initialize_storage(others)
+        for name in swapped:
+            self._create_empty_swap_table(name)
+
+    def _create_empty_swap_table(self, table_name: str) -> None:
+        sql = self.sql_client
+        table = sql.make_qualified_table_name(table_name)
+        swap = sql.make_qualified_table_name(swap_table_name(table_name))
+        # `AS ... LIMIT 0` keeps the columns, their order and types; NOT NULL is set again below.
+        statements = [f"CREATE OR REPLACE TABLE {swap} AS SELECT * FROM {table} LIMIT 0"]
+        required = sql.execute_sql(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = %s and table_name = %s and not is_nullable order by column_index",
+            sql.dataset_name,
+            table_name,
+        )
+        statements += [f"ALTER TABLE {swap} ALTER COLUMN {sql.escape_column_name(c)} SET NOT NULL" for (c,) in required]
+        # dlt's `insert-from-staging`, used before, left a whole copy of the table in the staging schema.
+        with sql.with_staging_dataset():
+            statements.append(f"DROP TABLE IF EXISTS {sql.make_qualified_table_name(table_name)}")
+        sql.execute_many(statements)
+
+    def create_load_job(
+        self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
+    ) -> LoadJob:
+        job = super().create_load_job(table, file_path, load_id, restore)
+        if self.in_staging_dataset_mode or not self._swaps(table["name"]):
+            return job
+        if SqlLoadJob.is_sql_job(file_path):  # the chain's swap, written by `SwapInFollowupJob`
+            return SwapInJob(file_path)
+        file_format = ParsedLoadJobFileName.parse(file_path).file_format
+        if file_format not in _READERS:
+            # Anything else would load into the table itself, which the swap then drops.
+            raise DestinationTerminalException(
+                f"full refresh of {table['name']} on DuckDB loads {', '.join(_READERS)} files, not "
+                f"{file_format} ({file_path}): leave the resource's file format to Mallard (Parquet)"
+            )
+        return SwapTableCopyJob(file_path)
+
+    def _create_replace_followup_jobs(self, table_chain: Sequence[PreparedTableSchema]) -> list[FollowupJobRequestImpl]:
+        if not self._swaps(table_chain[0]["name"]):
+            return super()._create_replace_followup_jobs(table_chain)  # type: ignore[return-value]
+        return [SwapInFollowupJob.from_table_chain(table_chain, self.sql_client)]
+
+
+class duckdb_swapping_full_refresh(dlt_duckdb):
+    """dlt's `duckdb` destination factory with `SwapReplaceDuckDbClient`; dlt still sees a `duckdb` destination."""
+
+    @property
+    def client_class(self) -> type[SwapReplaceDuckDbClient]:
+        return SwapReplaceDuckDbClient
+
+    @property
+    def destination_type(self) -> str:
+        return DestinationReference.normalize_type("duckdb")
