@@ -102,7 +102,7 @@ def duckdb_native_load(csv_path: Path, database: Path, over: Path | None = None)
         connection.execute(f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv('{csv_path}')")
     with duckdb.connect(str(database), read_only=True) as connection:
         rows = connection.execute("SELECT count(*) FROM t").fetchone()[0]
-    return {"rows": rows, "seconds": round(elapsed(), 3)}
+    return {"rows": rows, "seconds": round(elapsed(), 3), "warehouse_mib": round(database.stat().st_size / 2**20, 1)}
 
 
 def use_reader_variant(variant: str) -> None:
@@ -168,6 +168,7 @@ def mallard_files_ingestion(
         "extract_normalize_seconds": round(extract_seconds(), 3),
         "load_seconds": round(load_seconds(), 3),
         "seconds": round(extract_seconds() + load_seconds(), 3),
+        "warehouse_mib": round(warehouse.stat().st_size / 2**20, 1),  # what the load left on disk
     }
 
 

@@ -60,6 +60,7 @@ def _summary(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
         "rows_per_second": round(rows / seconds),
         "runs": runs,
     }
+    summary["warehouse_mib"] = median([run["warehouse_mib"] for run in runs])
     if "extract_normalize_seconds" in runs[0]:
         summary["extract_normalize_seconds"] = round(median([run["extract_normalize_seconds"] for run in runs]), 3)
         summary["load_seconds"] = round(median([run["load_seconds"] for run in runs]), 3)
@@ -151,10 +152,11 @@ def main() -> int:
                 f"{summary.get('extract_normalize_seconds', '-')}",
                 f"{summary.get('load_seconds', '-')}",
                 f"{summary['rows_per_second']:,}",
+                summary.get("warehouse_mib", "-"),
                 summary["ratio_to_duckdb_native"],
             )
         )
-    header = ("measurement", "seconds", "extract+normalize s", "load s", "rows/s", "ratio to its DuckDB baseline")
+    header = ("measurement", "seconds", "extract+normalize s", "load s", "rows/s", "file MiB", "x its DuckDB")
     print_rows(f"CSV ingestion of {args.rows:,} rows, median of {args.repeat}", header, rows_table)
     verdicts = [
         check_target(

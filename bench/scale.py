@@ -13,15 +13,18 @@ then the next size) so that each pair sees the same machine load:
 - duckdb: DuckDB's own reader of the same file (`files` kinds only; SQLite's and PostgreSQL's
   scanners are not built in, docs/stack-notes.md).
 
-Kinds: python (a generator of dicts, in pages of 10,000), rest_api (a page-number API served
-from this process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite (backend
-sqlalchemy), files csv / jsonl / parquet. Peak RSS is each child's own `ru_maxrss` (os.wait4).
+Kinds: python (a generator of dicts, in pages of 10,000), synthetic (the demo shop's customers,
+a full-refresh table: N customers, no orders), rest_api (a page-number API served from this
+process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite and on PostgreSQL (backend
+sqlalchemy; a throwaway PostgreSQL cluster on 127.0.0.1, started for the run and stopped after
+it, as the tests' `postgres_server`), files csv / jsonl / parquet. Peak RSS is each child's own `ru_maxrss` (os.wait4).
 Results: bench/results/scale.json. The dbt side (per-node overhead) is measured by bench/e2e.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,8 +43,11 @@ from urllib.parse import parse_qs, urlparse
 
 from bench.common import PROJECT_ROOT, prepare_environment, print_rows, ratio, report_written, write_result
 
-KINDS = ("python", "rest_api", "sql_sqlite", "files_csv", "files_jsonl", "files_parquet")
+KINDS = ("python", "synthetic", "rest_api", "sql_sqlite", "sql_postgres", "files_csv", "files_jsonl", "files_parquet")
+# The table each kind loads (and the row count is checked on).
+TABLES = {"synthetic": "customers"}
 PAGE = 10_000
+SQL_URL_ENV = "MALLARD_BENCH_SQL_URL"
 RESULT_MARKER = "SCALE_RESULT "
 PEAK_TARGET_MB = 500
 
@@ -123,7 +130,43 @@ def _write_sqlite(path: Path, rows: int) -> Path:
     return path
 
 
+def _fill_postgres(uri: str, csv_file: Path) -> None:
+    """(Re)create table `events` in the cluster's database from `csv_file` (written by `_write_files`)."""
+    import psycopg2
+
+    with psycopg2.connect(uri) as connection, connection.cursor() as cursor, csv_file.open() as rows:
+        cursor.execute(
+            "drop table if exists events; create table events "
+            "(id bigint primary key, name text, amount double precision, at timestamptz, kind text, qty integer)"
+        )
+        cursor.copy_expert("copy events from stdin with (format csv, header)", rows)
+    connection.close()
+
+
+@contextlib.contextmanager
+def _postgres(needed: bool) -> Iterator[str | None]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the run (its superuser's database URI), if `needed`."""
+    if not needed:
+        yield None
+        return
+    from scripts.airflow_stack import PostgresCluster, postgres_unavailable
+
+    if reason := postgres_unavailable():
+        raise RuntimeError(f"sql_postgres needs a local PostgreSQL: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="mallard-bench-pg-"))
+    root.chmod(0o711)  # as root the server runs as user postgres
+    cluster = PostgresCluster(root / "cluster")
+    try:
+        cluster.start()
+        yield cluster.uri(PostgresCluster.SUPERUSER)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
+    if kind == "synthetic":
+        return f"kind: synthetic\ncustomers: {rows}\norders_per_day: 0\n"
     if kind == "python":
         return f"kind: python\nfunction: bench.scale:python_rows\nargs: {{rows: {rows}}}\n"
     if kind == "rest_api":
@@ -131,11 +174,12 @@ def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
             f"kind: rest_api\nbase_url: {base_url}\nresources:\n  - name: events\n    path: events\n"
             "    data_selector: data\n    write_disposition: append\n    paginator: {type: page_number}\n"
         )
-    if kind == "sql_sqlite":
+    if kind.startswith("sql_"):
         # The URL goes through an env var: a literal credential in a source file is refused.
-        os.environ["MALLARD_BENCH_SQLITE_URL"] = f"sqlite:///{data}"
+        if kind == "sql_sqlite":
+            os.environ[SQL_URL_ENV] = f"sqlite:///{data}"
         return (
-            "kind: sql_database\ncredentials: {env: MALLARD_BENCH_SQLITE_URL}\nbackend: sqlalchemy\n"
+            f"kind: sql_database\ncredentials: {{env: {SQL_URL_ENV}}}\nbackend: sqlalchemy\n"
             "chunk_size: 10000\ntables:\n  - name: events\n    write_disposition: append\n"
         )
     ext = kind.removeprefix("files_")
@@ -145,7 +189,7 @@ def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
 # --- one measurement, in a child process -------------------------------------------------------
 
 
-def _child(what: str, source_file: Path, root: Path, data: Path) -> dict[str, Any]:
+def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> dict[str, Any]:
     import datetime as dt
 
     start = time.perf_counter()
@@ -180,14 +224,16 @@ def _child(what: str, source_file: Path, root: Path, data: Path) -> dict[str, An
         pipeline = ingest.warehouse_pipeline(source, root / "dlt")  # MALLARD_WAREHOUSE_PATH, set above
         pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
-        rows = connection.execute(f"select count(*) from {source.dataset_name}.events").fetchone()[0]
+        rows = connection.execute(f"select count(*) from {source.dataset_name}.{table}").fetchone()[0]
     return {"seconds": time.perf_counter() - imported, "rows": rows}
 
 
-def run_child(what: str, source_file: Path, root: Path, data: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_child(
+    what: str, source_file: Path, root: Path, data: Path, env: dict[str, str], table: str = "events"
+) -> dict[str, Any]:
     """One measurement in a new process; its own peak RSS comes from os.wait4."""
     root.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bench.scale", "--child", what, str(source_file), str(root), str(data)]
+    command = [sys.executable, "-m", "bench.scale", "--child", what, str(source_file), str(root), str(data), table]
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
@@ -201,10 +247,75 @@ def run_child(what: str, source_file: Path, root: Path, data: Path, env: dict[st
     return result
 
 
+def _measure_kind(
+    kind: str,
+    row_counts: list[int],
+    scratch: Path,
+    env: dict[str, str],
+    postgres_uri: str | None,
+    measured: list[dict[str, Any]],
+    table: list[tuple[Any, ...]],
+) -> None:
+    """Mallard, dlt alone (and DuckDB for files) for `kind` at each row count; appends to `measured` and `table`."""
+    for rows in row_counts:
+        case = scratch / f"{kind}_{rows}"
+        server = None
+        if kind == "rest_api":
+            server, base_url = _serve_api(rows)
+        else:
+            base_url = ""
+        if kind.startswith("files_"):
+            data = _write_files(case / "data", kind, rows)
+        elif kind == "sql_sqlite":
+            data = _write_sqlite(case / "data" / "events.sqlite", rows)
+        elif kind == "sql_postgres":
+            assert postgres_uri, "the cluster starts when sql_postgres is among the kinds"
+            _fill_postgres(postgres_uri, _write_files(case / "data", "files_csv", rows))
+            os.environ[SQL_URL_ENV] = postgres_uri
+            data = case / "none"
+        else:
+            data = case / "none"
+        source_file = case / "sources" / "scale.yml"
+        source_file.parent.mkdir(parents=True, exist_ok=True)
+        source_file.write_text(source_yaml(kind, rows, data, base_url))
+        env[SQL_URL_ENV] = os.environ.get(SQL_URL_ENV, "")
+        whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
+        results = {}
+        for what in whats:
+            print(f"{kind} {rows:,}: {what} ...", flush=True)
+            results[what] = result = run_child(what, source_file, case / what, data, env, TABLES.get(kind, "events"))
+            if result["rows"] != rows:
+                raise RuntimeError(f"{kind} {what} loaded {result['rows']} rows, expected {rows}")
+            result["rows_per_second"] = round(rows / result["seconds"])
+            shutil.rmtree(case / what, ignore_errors=True)
+        if server:
+            server.shutdown()
+        shutil.rmtree(case, ignore_errors=True)
+        mallard = results["mallard"]
+        entry = {"kind": kind, "rows": rows, **{w: r for w, r in results.items()}}
+        entry["ratio_to_dlt"] = ratio(mallard["rows_per_second"], results["dlt"]["rows_per_second"])
+        if "duckdb" in results:
+            entry["ratio_to_duckdb"] = ratio(mallard["rows_per_second"], results["duckdb"]["rows_per_second"])
+        measured.append(entry)
+        table.append(
+            (
+                kind,
+                f"{rows:,}",
+                f"{mallard['rows_per_second']:,}",
+                mallard["peak_rss_mb"],
+                f"{results['dlt']['rows_per_second']:,}",
+                results["dlt"]["peak_rss_mb"],
+                entry["ratio_to_dlt"],
+                f"{results['duckdb']['rows_per_second']:,}" if "duckdb" in results else "-",
+                entry.get("ratio_to_duckdb", "-"),
+            )
+        )
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         what, source_file, root, data = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
-        result = _child(what, source_file, root, data)
+        result = _child(what, source_file, root, data, sys.argv[6])
         result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(RESULT_MARKER + json.dumps(result), flush=True)
         return 0
@@ -218,55 +329,11 @@ def main() -> int:
     measured: list[dict[str, Any]] = []
     table = []
     began = time.perf_counter()
-    for kind in args.kinds.split(","):
-        for rows in [int(r) for r in args.rows.split(",")]:
-            case = scratch / f"{kind}_{rows}"
-            server = None
-            if kind == "rest_api":
-                server, base_url = _serve_api(rows)
-            else:
-                base_url = ""
-            if kind.startswith("files_"):
-                data = _write_files(case / "data", kind, rows)
-            elif kind == "sql_sqlite":
-                data = _write_sqlite(case / "data" / "events.sqlite", rows)
-            else:
-                data = case / "none"
-            source_file = case / "sources" / "scale.yml"
-            source_file.parent.mkdir(parents=True, exist_ok=True)
-            source_file.write_text(source_yaml(kind, rows, data, base_url))
-            env["MALLARD_BENCH_SQLITE_URL"] = os.environ.get("MALLARD_BENCH_SQLITE_URL", "")
-            whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
-            results = {}
-            for what in whats:
-                print(f"{kind} {rows:,}: {what} ...", flush=True)
-                results[what] = result = run_child(what, source_file, case / what, data, env)
-                if result["rows"] != rows:
-                    raise RuntimeError(f"{kind} {what} loaded {result['rows']} rows, expected {rows}")
-                result["rows_per_second"] = round(rows / result["seconds"])
-                shutil.rmtree(case / what, ignore_errors=True)
-            if server:
-                server.shutdown()
-            shutil.rmtree(case, ignore_errors=True)
-            mallard = results["mallard"]
-            entry = {"kind": kind, "rows": rows, **{w: r for w, r in results.items()}}
-            entry["ratio_to_dlt"] = ratio(mallard["rows_per_second"], results["dlt"]["rows_per_second"])
-            if "duckdb" in results:
-                entry["ratio_to_duckdb"] = ratio(mallard["rows_per_second"], results["duckdb"]["rows_per_second"])
-            measured.append(entry)
-            table.append(
-                (
-                    kind,
-                    f"{rows:,}",
-                    f"{mallard['rows_per_second']:,}",
-                    mallard["peak_rss_mb"],
-                    f"{results['dlt']['rows_per_second']:,}",
-                    results["dlt"]["peak_rss_mb"],
-                    entry["ratio_to_dlt"],
-                    f"{results['duckdb']['rows_per_second']:,}" if "duckdb" in results else "-",
-                    entry.get("ratio_to_duckdb", "-"),
-                )
-            )
+    kinds = args.kinds.split(",")
+    with _postgres("sql_postgres" in kinds) as postgres_uri:
+        for kind in kinds:
+            _measure_kind(kind, [int(r) for r in args.rows.split(",")], scratch, env, postgres_uri, measured, table)
+
     header = (
         "kind",
         "rows",
