@@ -307,3 +307,19 @@ def test_the_sources_page_says_which_environment_and_warehouse(paths, monkeypatc
     assert "writes the <b>postgres</b> warehouse through Airflow connection <code>mallard_warehouse_prod</code>" in prod
     # The snapshot is DuckDB's: the page says its loads are not the server's.
     assert "a server warehouse does not have" in prod
+
+
+def test_a_swap_table_left_by_a_failed_full_refresh_is_not_shown_as_a_raw_table(paths):
+    import duckdb
+
+    from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
+
+    warehouse, snapshot = paths
+    write_warehouse(warehouse, demo_history())
+    with duckdb.connect(str(warehouse)) as connection:
+        connection.execute(f'create table raw_shop."orders{FULL_REFRESH_SWAP_SUFFIX}" as from raw_shop.orders limit 0')
+    publish(warehouse, snapshot)
+    index = render_tables_page(LINKS)
+    assert "href='/mallard/tables/raw_shop/orders'" in index
+    assert FULL_REFRESH_SWAP_SUFFIX not in index
+    assert FULL_REFRESH_SWAP_SUFFIX not in render_sources_page(SOURCES_DIR, LINKS)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.mallard.ui.text import shown_text
-from include.mallard.warehouse import quote_identifier, snapshot_path
+from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX, quote_identifier, snapshot_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -163,11 +163,13 @@ class Snapshot:
         return (schema, table) in self.columns
 
     def raw_tables(self, schema: str) -> dict[str, list[Column]]:
-        """The data tables of a raw_<source> schema (dlt's own `_dlt_*` tables left out)."""
+        """The data tables of a raw_<source> schema (dlt's `_dlt_*` tables and a failed refresh's `~swap` left out)."""
         return {
             table: columns
             for (found, table), columns in self.columns.items()
-            if found == schema and not table.startswith(_DLT_TABLE_PREFIX)
+            if found == schema
+            and not table.startswith(_DLT_TABLE_PREFIX)
+            and not table.endswith(FULL_REFRESH_SWAP_SUFFIX)
         }
 
     def _has_meta(self, table: str) -> bool:
