@@ -18,7 +18,8 @@ a full-refresh table: N customers, no orders), rest_api (a page-number API serve
 process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite and on PostgreSQL (backend
 sqlalchemy; a throwaway PostgreSQL cluster on 127.0.0.1, started for the run and stopped after
 it, as the tests' `postgres_server`), files csv / jsonl / parquet. Peak RSS is each child's own `ru_maxrss` (os.wait4).
-Results: bench/results/scale.json. The dbt side (per-node overhead) is measured by bench/e2e.py.
+Results: bench/results/scale.json. The dbt side (per-node overhead beside a bare `dbt build` at
+100 and 1,000 models) is measured by bench/dbt_overhead.py.
 """
 
 from __future__ import annotations
