@@ -22,6 +22,7 @@ from typing import Any
 from dlt.common.destination.client import LoadJob, PreparedTableSchema
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.destination.reference import DestinationReference
+from dlt.common.schema.utils import get_nested_tables, has_table_seen_data
 from dlt.common.storages import FileStorage
 from dlt.common.storages.load_storage import ParsedLoadJobFileName
 from dlt.destinations import duckdb as dlt_duckdb
@@ -79,23 +80,44 @@ class SwapInJob(SqlLoadJob):
     A load killed between the commit and dlt marking the job done runs it again on the retry;
     the root's swap table is gone by then (all of the chain's are renamed together), and running
     the `DROP` again would drop the new table.
+
+    The same transaction empties the root's nested tables that this load has no table for: a
+    run whose rows all lack a nested list (`lines` missing, not `[]`) gives dlt no `orders__lines`
+    at all (Mallard's schema starts fresh each run), so that table would keep the previous
+    version's rows, pointing at parents that are gone.
     """
 
     def run(self) -> None:
         self._sql_client = self._job_client.sql_client
         with FileStorage.open_zipsafe_ro(self._file_path, "r", encoding="utf-8") as f:
             statements = self._split_fragments(f.read())
+        root = self.load_table_name
         with self._sql_client.begin_transaction():
             pending = self._sql_client.execute_sql(
                 "select count(*) from duckdb_tables() where database_name = current_database() "
                 "and schema_name = %s and table_name = %s",
                 self._sql_client.dataset_name,
-                swap_table_name(self.load_table_name),
+                swap_table_name(root),
             )
-            if pending[0][0]:
-                self._sql_client.execute_many(statements)
-            else:
-                log.warning("%s is already swapped in (an earlier try of this job committed)", self.load_table_name)
+            if not pending[0][0]:
+                log.warning("%s is already swapped in (an earlier try of this job committed)", root)
+                return
+            self._sql_client.execute_many(statements)
+            for stale in self._nested_tables_not_loaded(root):
+                log.warning("Emptying %s: this full refresh of %s has no rows for it", stale, root)
+                self._sql_client.execute_sql(f"DELETE FROM {self._sql_client.make_qualified_table_name(stale)}")
+
+    def _nested_tables_not_loaded(self, root: str) -> list[str]:
+        """The root's nested tables in the dataset (named `<root>__...`, with dlt's parent key) outside this load."""
+        loaded = {t["name"] for t in get_nested_tables(self._job_client.schema.tables, root) if has_table_seen_data(t)}
+        rows = self._sql_client.execute_sql(
+            "select table_name from duckdb_columns() where database_name = current_database() and schema_name = %s "
+            "and column_name = %s and starts_with(table_name, %s) order by table_name",
+            self._sql_client.dataset_name,
+            self._job_client.schema.naming.normalize_identifier("_dlt_parent_id"),  # dlt's parent key
+            f"{root}__",
+        )
+        return [name for (name,) in rows if name not in loaded and not name.endswith(FULL_REFRESH_SWAP_SUFFIX)]
 
 
 class SwapReplaceDuckDbClient(DuckDbClient):

@@ -32,6 +32,7 @@ ORDERS = {
     1: [(1, "ada", ["a", "b"]), (2, "bob", ["c"]), (3, "cy", [])],
     2: [(2, "bob", ["c", "d"]), (4, "dee", [])],
     3: [(5, "eve", [])],
+    4: [(6, "fay", None), (7, "gil", None)],  # no `lines` key at all: dlt makes no orders__lines table
 }
 
 
@@ -43,7 +44,10 @@ def versioned_orders(start: dt.datetime, end: dt.datetime, version: int, file_fo
 
     @dlt.resource(name="orders", primary_key="id", write_disposition="replace", **hints)
     def orders() -> Iterator[list[dict[str, Any]]]:
-        yield [{"id": i, "customer": c, "lines": [{"sku": s} for s in skus]} for i, c, skus in ORDERS[version]]
+        yield [
+            {"id": i, "customer": c} | ({"lines": [{"sku": s} for s in skus]} if skus is not None else {})
+            for i, c, skus in ORDERS[version]
+        ]
 
     return orders
 
@@ -75,7 +79,7 @@ def _shape(warehouse: Path) -> list[tuple]:
 
 def _expected(version: int) -> tuple[list[tuple], list[tuple]]:
     orders = [(i, c) for i, c, _ in ORDERS[version]]
-    lines = sorted((i, s) for i, _, skus in ORDERS[version] for s in skus)
+    lines = sorted((i, s) for i, _, skus in ORDERS[version] for s in skus or [])
     return orders, lines
 
 
@@ -107,6 +111,12 @@ def test_a_full_refresh_replaces_the_table_and_its_nested_table_writing_each_row
         assert _query(warehouse, "select id from staging.orders order by id") == [
             (i,) for i, _ in _expected(version)[0]
         ]
+    # Rows without the nested list at all: the nested table is emptied, not left with version 2's.
+    _run(tmp_path, 2)
+    _run(tmp_path, 4)
+    assert _loaded(warehouse) == _expected(4)
+    assert _query(warehouse, "select count(*) from raw_catalog.orders__lines") == [(0,)]
+    assert _shape(warehouse) == shape
     # Written once: no staging copy (dlt's insert-from-staging kept one, now dropped) and no swap table left.
     tables = _query(warehouse, "select schema_name, table_name from duckdb_tables() order by all")
     assert not [t for t in tables if t[1].startswith("orders") and t[0] != "raw_catalog"], tables
