@@ -66,3 +66,17 @@ def test_source_names_that_cannot_run_in_the_elt_dag_are_explained(tmp_path: Pat
     )
     assert "'stores' is disabled (`enabled: false` in stores.yml)" in problems[1]
     assert "'marketing' has a `schedule` of its own" in problems[2]
+
+
+def test_the_run_summary_counts_raw_tables_but_not_dlts_own_or_a_failed_refreshs_swap_table(tmp_path: Path):
+    import duckdb
+
+    from include.mallard.first_hour.run import raw_table_counts
+    from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as connection:
+        connection.execute("create schema raw_shop; create table raw_shop.orders as select range id from range(3)")
+        connection.execute("create table raw_shop._dlt_loads (load_id varchar)")
+        connection.execute(f'create table raw_shop."orders{FULL_REFRESH_SWAP_SUFFIX}" as select 1 id')
+    assert raw_table_counts(warehouse) == [("raw_shop.orders", 3)]

@@ -166,10 +166,10 @@ def error_excerpt(log_file: Path, lines: int = 30) -> str:
 
 
 def raw_table_counts(warehouse: Path) -> list[tuple[str, int]]:
-    """(schema.table, rows) of every raw_* table dlt loaded (dlt's own _dlt_* tables left out)."""
+    """(schema.table, rows) of every raw_* table dlt loaded (dlt's _dlt_* tables and a failed refresh's ~swap out)."""
     import duckdb
 
-    from include.mallard.warehouse import quote_identifier
+    from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX, quote_identifier
 
     if not warehouse.exists():
         return []
@@ -177,7 +177,8 @@ def raw_table_counts(warehouse: Path) -> list[tuple[str, int]]:
         names = connection.execute(
             "select table_schema, table_name from information_schema.tables where table_schema like 'raw\\_%' "
             "escape '\\' and table_schema not like '%\\_staging' escape '\\' and table_name not like '\\_dlt%' "
-            "escape '\\' order by 1, 2"
+            "escape '\\' and not ends_with(table_name, ?) order by 1, 2",
+            [FULL_REFRESH_SWAP_SUFFIX],
         ).fetchall()
         return [
             (
