@@ -249,7 +249,7 @@ def extract(
     When the data's types drifted, the result also holds the report under `DRIFT_KEY` (a list of
     {table, column, old, new, against[, variant]}); under `freeze` the extract fails instead.
     """
-    from include.mallard.sources import schema_store
+    from include.mallard.sources import empty_input, schema_store
     from include.mallard.sources.hints import cursor_error
     from include.mallard.sources.registry import build_resources
 
@@ -267,6 +267,7 @@ def extract(
             raise readable from error
         raise
     normalize_info = normalize_in_process(pipeline)
+    kept = empty_input.check_full_refreshes(source, items, normalize_info.row_counts, pipeline)
     current = pipeline.default_schema.to_dict()
     drift = schema_store.type_drift(previous, current)
     drift += declared_drift(current, declared_tables(dbt_project_dir, source.dataset_name))
@@ -274,7 +275,8 @@ def extract(
         _report_drift(source, drift, work_dir)
     schema_store.remember(source.name, work_dir)  # baseline for the next run's schema contract
     (work_dir / BUILT_TABLES_FILE).write_text(json.dumps(_built_tables(items)), encoding="utf-8")
-    row_counts = {table: count for table, count in normalize_info.row_counts.items() if not table.startswith("_dlt")}
+    loaded = normalize_info.row_counts.items()
+    row_counts = {table: count for table, count in loaded if not table.startswith("_dlt") and table not in kept}
     log.info("Source %r: rows extracted per table: %s", source.name, row_counts)
     facts = {"interval": [interval.start.isoformat(), interval.end.isoformat()], "started_at": started_at.isoformat()}
     facts |= {"seconds": time.monotonic() - clock, "rows": row_counts}

@@ -28,7 +28,7 @@ from include.mallard.sources import schema_store
 pytestmark = pytest.mark.e2e
 FAULTS = Path(__file__).resolve().parents[1] / "fixtures" / "data_faults"
 SNIFFER_SAMPLE_ROWS = 20_480
-FILES_LOGGER = "include.mallard.sources.files"
+EMPTY_INPUT_LOGGER = "include.mallard.sources.empty_input"  # where on_empty reports
 
 
 def day(number: int) -> dt.datetime:
@@ -256,10 +256,10 @@ def test_on_empty_warn_logs_a_warning_and_the_table_keeps_its_rows(runner, caplo
     (runner.data / "a.csv").unlink()
     if cause == "header only":
         runner.put("a.csv", FAULTS / "header_only.csv")
-    caplog.set_level(logging.INFO, logger=FILES_LOGGER)
+    caplog.set_level(logging.INFO, logger=EMPTY_INPUT_LOGGER)
     runner.run(runner.source(table, f"schema_contract: {contract}\n"), day(2), day(3))
     assert runner.query("select id, name, qty from raw_faults.items") == [(1, "foo", 3)]
-    warnings = [r.getMessage() for r in caplog.records if r.name == FILES_LOGGER and r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.name == EMPTY_INPUT_LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "table 'items'" in warnings[0] and "on_empty: warn" in warnings[0], warnings
 
 
@@ -267,10 +267,10 @@ def test_an_incremental_table_without_new_files_is_ok_by_default_and_says_so(run
     table = "{name: items, glob: '*.csv', new_files_only: true}"
     runner.put("a.csv", "id,name,qty\n1,foo,3\n", modified=day(1))
     runner.run(runner.source(table))
-    caplog.set_level(logging.INFO, logger=FILES_LOGGER)
+    caplog.set_level(logging.INFO, logger=EMPTY_INPUT_LOGGER)
     assert runner.run(runner.source(table), day(2), day(3)) == {}  # no file modified on day 2
     assert runner.query("select id from raw_faults.items") == [(1,)]
-    [record] = [r for r in caplog.records if r.name == FILES_LOGGER]
+    [record] = [r for r in caplog.records if r.name == EMPTY_INPUT_LOGGER]
     assert record.levelno == logging.INFO and "in this interval" in record.getMessage()
     assert "`tables[0].on_empty: ok` (the default for incremental tables)" in record.getMessage()
 
@@ -279,7 +279,7 @@ def test_on_empty_ok_is_silent_and_keeps_the_rows(runner, caplog):
     table = "{name: items, glob: '*.csv', on_empty: ok}"
     _good_first_run(runner, table)
     (runner.data / "a.csv").unlink()
-    caplog.set_level(logging.WARNING, logger=FILES_LOGGER)
+    caplog.set_level(logging.WARNING, logger=EMPTY_INPUT_LOGGER)
     assert runner.run(runner.source(table), day(2), day(3)) == {}
     assert runner.query("select id from raw_faults.items") == [(1,)]
-    assert not [r for r in caplog.records if r.name == FILES_LOGGER]
+    assert not [r for r in caplog.records if r.name == EMPTY_INPUT_LOGGER]

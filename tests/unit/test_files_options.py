@@ -80,18 +80,22 @@ def test_an_empty_or_multiline_null_marker_list_is_an_error(tmp_path, text, fiel
 
 
 @pytest.mark.parametrize(
-    ("table", "policy"),
+    ("table", "extra", "policy", "field"),
     [
-        ("{name: t, glob: '*.csv'}", "fail"),  # full refresh: an empty input must not replace the table
-        ("{name: t, glob: '*.csv', write_disposition: append}", "fail"),
-        ("{name: t, glob: '*.csv', new_files_only: true}", "ok"),  # an interval without new files is normal
-        ("{name: t, glob: '*.csv', cursor: at, primary_key: id}", "ok"),
-        ("{name: t, glob: '*.csv', on_empty: warn}", "warn"),
-        ("{name: t, glob: '*.csv', new_files_only: true, on_empty: fail}", "fail"),
+        ("{name: t, glob: '*.csv'}", "", "fail", None),  # full refresh: an empty input must not replace the table
+        ("{name: t, glob: '*.csv', write_disposition: append}", "", "fail", None),
+        ("{name: t, glob: '*.csv', new_files_only: true}", "", "ok", None),  # no new files in an interval is normal
+        ("{name: t, glob: '*.csv', cursor: at, primary_key: id}", "", "ok", None),
+        ("{name: t, glob: '*.csv', on_empty: warn}", "", "warn", "tables[0].on_empty"),
+        ("{name: t, glob: '*.csv', new_files_only: true, on_empty: fail}", "", "fail", "tables[0].on_empty"),
+        ("{name: t, glob: '*.csv'}", "on_empty: warn\n", "warn", "on_empty"),  # the source's default
+        ("{name: t, glob: '*.csv', on_empty: fail}", "on_empty: ok\n", "fail", "tables[0].on_empty"),
+        ("{name: t, glob: '*.csv', new_files_only: true}", "on_empty: fail\n", "ok", None),  # only full refreshes
     ],
 )
-def test_on_empty_defaults_to_fail_for_full_refresh_and_ok_for_incremental_tables(tmp_path, table, policy):
-    assert _files_source(tmp_path, table).tables[0].empty_policy == policy
+def test_on_empty_defaults_to_fail_for_full_refresh_and_ok_for_incremental(tmp_path, table, extra, policy, field):
+    setting = _files_source(tmp_path, table, extra).empty_policy_of("t")
+    assert (setting.policy, setting.field) == (policy, field)
 
 
 def test_on_empty_accepts_only_its_three_values(tmp_path):

@@ -32,6 +32,20 @@ SECRET_REFERENCE_FIX = (
 
 WriteDisposition = Literal["append", "replace", "merge"]
 SchemaContract = Literal["evolve", "freeze", "discard_rows"]
+OnEmpty = Literal["fail", "warn", "ok"]
+ON_EMPTY_HELP = (
+    "What a run does when a full-refresh table gets no rows: fail (the extract fails and nothing of the run "
+    "loads), warn (a warning in the task log; the table keeps its previous rows) or ok (the same, silently). "
+    "An empty input never empties a table."
+)
+
+
+@dataclass(frozen=True)
+class EmptyPolicy:
+    """`on_empty` as it applies to one table, and the field that set it (None: the default)."""
+
+    policy: OnEmpty
+    field: str | None
 
 
 def literal_secret_error(what: str) -> ConfigValueError:
@@ -125,6 +139,9 @@ def value_or_reference(value_type: Any) -> Any:
 class SourceBase(StrictModel):
     """Fields every source kind accepts, and the questions every kind answers."""
 
+    # True when the kind's reader applies `on_empty` itself, as it reads (sources/empty_input.py).
+    READER_APPLIES_ON_EMPTY: ClassVar[bool] = False
+
     name: Annotated[
         str,
         Field(
@@ -184,6 +201,10 @@ class SourceBase(StrictModel):
         """The warehouse schema the source loads into."""
         return f"raw_{self.name}"
 
+    def empty_policy_of(self, table_name: str) -> EmptyPolicy:
+        """What a run does when the full-refresh table `table_name` gets no rows, and the field that says so."""
+        return EmptyPolicy("fail", None)
+
     def cross_checks(self) -> list[Issue]:
         """Problems that involve several fields; empty when the config is consistent."""
         return []
@@ -224,6 +245,7 @@ class TableBase(StrictModel):
     name: Annotated[str, Field(pattern=TABLE_NAME_PATTERN, description="Table name in raw_<source>.")]
     primary_key: list[str] = Field(default_factory=list, description="Column(s) that identify a row.")
     write_disposition: WriteDisposition | None = Field(None, description="Overrides the source's default.")
+    on_empty: OnEmpty | None = Field(None, description=ON_EMPTY_HELP + " Unset: the source's `on_empty`.")
 
     _normalize_key = field_validator("primary_key", mode="before")(one_key_is_a_list)
 
@@ -265,8 +287,27 @@ class TableDefaults(StrictModel):
         ),
     )
     primary_key: list[str] = Field(default_factory=list, description="Default primary key column(s) of every table.")
+    on_empty: OnEmpty | None = Field(None, description=ON_EMPTY_HELP + " Unset: fail.")
 
     _normalize_key = field_validator("primary_key", mode="before")(one_key_is_a_list)
+
+    def empty_policy_of(self, table_name: str) -> EmptyPolicy:
+        table = self.table_named(table_name)
+        if table is not None and table.on_empty:
+            return EmptyPolicy(table.on_empty, f"{self.table_field_of(table)}.on_empty")
+        if table is not None and table.is_incremental:
+            return EmptyPolicy("ok", None)  # an interval without rows is normal
+        if self.on_empty:
+            return EmptyPolicy(self.on_empty, "on_empty")
+        return EmptyPolicy("fail", None)
+
+    def table_named(self, table_name: str) -> TableBase | None:
+        """The configured table that loads into `table_name`, if the kind lists its tables."""
+        return None
+
+    def table_field_of(self, table: TableBase) -> str:
+        """Where `table` is in its source file, e.g. 'tables[2]'."""
+        raise NotImplementedError
 
     def settings_of(self, table: TableBase) -> TableSettings:
         """The one place where a table's setting is resolved against its source's default."""
@@ -288,6 +329,12 @@ class TablesSource(TableDefaults, SourceBase):
     def tables_in_config(self) -> list[TableBase]:
         """The configured tables, in file order."""
         return list(getattr(self, self.TABLES_FIELD))
+
+    def table_named(self, table_name: str) -> TableBase | None:
+        return next((t for t in self.tables_in_config() if t.name.lower() == table_name.lower()), None)
+
+    def table_field_of(self, table: TableBase) -> str:
+        return f"{self.TABLES_FIELD}[{self.tables_in_config().index(table)}]"
 
     def table_cursors(self) -> dict[str, str]:
         return {t.name: t.cursor_column for t in self.tables_in_config() if t.cursor_column is not None}

@@ -32,6 +32,7 @@ from dlt.sources.filesystem import FileItemDict, filesystem
 from include.mallard.config import FilesSource, FileTable
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
+from include.mallard.sources.empty_input import apply_policy
 from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,6 @@ def _is_local_file(item: FileItemDict) -> bool:
 
 class MalformedFileError(ValueError):
     """A source file that cannot be read as its table's format says; names the file and line."""
-
-
-class EmptyInputError(ValueError):
-    """A table with `on_empty: fail` found no file, or only files without rows."""
 
 
 @dataclass(frozen=True)
@@ -324,20 +321,8 @@ def _on_empty(config: FilesSource, table: FileTable, field: str, files_read: int
         found = f"the {files_read} file(s) matching {where!r} have no rows"
     else:
         found = f"no file matches {where!r}" + (" in this interval" if table.new_files_only else "")
-    policy = table.empty_policy
-    kind = "incremental" if table.is_incremental else "full-refresh"
-    setting = f"`{field}.on_empty: {policy}`" + ("" if table.on_empty else f" (the default for {kind} tables)")
-    if policy == "fail":
-        raise EmptyInputError(
-            f"source {config.name!r}, table {table.name!r}: {found}, and {setting} fails the run so that the "
-            f"table is not replaced by nothing; nothing of this run is loaded. Fix: put the files back, check "
-            f"`path` and `{field}.glob`, or set `{field}.on_empty: warn` (or ok) to keep the table's previous rows "
-            "when its input is empty."
-        )
-    message = (
-        f"source {config.name!r}, table {table.name!r}: {found}; nothing loaded, the table keeps its rows ({setting})"
-    )
-    log.log(logging.WARNING if policy == "warn" else logging.INFO, message)
+    fix = f"put the files back, check `path` and `{field}.glob`"
+    apply_policy(config, table.name, found, config.empty_policy_of(table.name), f"{field}.on_empty", fix)
 
 
 def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: FilesSource) -> Iterator[Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from include.mallard.config.base import Issue, TableBase, TablesSource, unique_names
+from include.mallard.config.base import Issue, OnEmpty, TableBase, TablesSource, unique_names
 from include.mallard.paths import resolve_project_path
 
 # fsspec protocols dlt's filesystem source reads (local folders need no scheme).
@@ -20,7 +20,6 @@ FORMAT_EXTENSIONS = {
 }
 TAB_EXTENSIONS = (".tsv", ".tsv.gz")
 FileFormat = Literal["csv", "jsonl", "parquet"]
-OnEmpty = Literal["fail", "warn", "ok"]
 # DuckDB's own default: an empty field is null. A list replaces it, so "" must be listed to keep it.
 DEFAULT_NULL_VALUES = ("",)
 NULL_VALUES_HELP = (
@@ -60,8 +59,8 @@ class FileTable(TableBase):
         description=(
             "What a run does when the glob matches no file, or only files without rows: fail (the extract fails "
             "and nothing of the run loads), warn (a warning in the task log; the table keeps its previous rows) or "
-            "ok (the same, silently). Unset: fail for a table that reads all its files every run (no cursor, no "
-            "new_files_only), ok for incremental tables. An empty input never empties a table."
+            "ok (the same, silently). Unset: ok for incremental tables (a cursor or new_files_only), else the "
+            "source's `on_empty` (fail unless set). An empty input never empties a table."
         ),
     )
     cursor: str | None = Field(
@@ -129,11 +128,6 @@ class FileTable(TableBase):
         return "\t" if self.glob.lower().endswith(TAB_EXTENSIONS) else ","
 
     @property
-    def empty_policy(self) -> OnEmpty:
-        """`on_empty`, or its default: an interval without new files is normal, a full refresh of nothing is not."""
-        return self.on_empty or ("ok" if self.is_incremental else "fail")
-
-    @property
     def cursor_column(self) -> str | None:
         return self.cursor
 
@@ -145,6 +139,7 @@ class FileTable(TableBase):
 class FilesSource(TablesSource):
     """Files in a local folder or an fsspec URL, loaded with dlt's filesystem source."""
 
+    READER_APPLIES_ON_EMPTY: ClassVar[bool] = True  # it can say which files it found
     kind: Literal["files"]
     path: str = Field(
         description=(
