@@ -161,9 +161,13 @@ def test_rest_api_paginates_retries_and_loads_every_record_once(runner, monkeypa
         assert runner.count("raw_shop_api.order_items") == expected_items
         assert runner.count("raw_shop_api.customers") == 23
 
-        # The next day adds exactly its own orders.
+        # The next day adds exactly its own orders, and their items beside the first day's: a child
+        # of an incremental resource merges (it used to be replaced by the last day's items alone).
         runner.run(source, day(3), day(4))
         assert runner.query("select count(*), count(distinct id) from raw_shop_api.orders") == [(24, 24)]
+        both_days = _orders_between(api, day(2), day(4))
+        assert runner.count("raw_shop_api.order_items") == sum(len(make_items(o["id"])) for o in both_days)
+        assert runner.query("select count(distinct _orders_id) from raw_shop_api.order_items") == [(24,)]
         first, last = runner.query("select min(updated_at), max(updated_at) from raw_shop_api.orders")[0]
         assert first == day(2) and last == day(3, 22)
 

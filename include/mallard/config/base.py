@@ -267,6 +267,9 @@ class TableSettings:
     primary_key: list[str]
     write_disposition: WriteDisposition
     incremental: bool
+    # The table that binds this one to the run's interval when it has no cursor of its own (a REST
+    # child of an incremental resource gets only the children of its interval's records).
+    incremental_through: str | None = None
 
 
 def effective_disposition(
@@ -295,7 +298,7 @@ class TableDefaults(StrictModel):
         table = self.table_named(table_name)
         if table is not None and table.on_empty:
             return EmptyPolicy(table.on_empty, f"{self.table_field_of(table)}.on_empty")
-        if table is not None and table.is_incremental:
+        if table is not None and self.settings_of(table).incremental:
             return EmptyPolicy("ok", None)  # an interval without rows is normal
         if self.on_empty:
             return EmptyPolicy(self.on_empty, "on_empty")
@@ -309,14 +312,19 @@ class TableDefaults(StrictModel):
         """Where `table` is in its source file, e.g. 'tables[2]'."""
         raise NotImplementedError
 
+    def incremental_through(self, table: TableBase) -> str | None:
+        """The other table whose interval binds `table`, which has no cursor of its own (None: none)."""
+        return None
+
     def settings_of(self, table: TableBase) -> TableSettings:
         """The one place where a table's setting is resolved against its source's default."""
+        through = None if table.is_incremental else self.incremental_through(table)
+        incremental = table.is_incremental or through is not None
         return TableSettings(
             primary_key=table.primary_key or self.primary_key,
-            write_disposition=effective_disposition(
-                table.write_disposition, self.write_disposition, table.is_incremental
-            ),
-            incremental=table.is_incremental,
+            write_disposition=effective_disposition(table.write_disposition, self.write_disposition, incremental),
+            incremental=incremental,
+            incremental_through=through,
         )
 
 
@@ -367,20 +375,28 @@ def unique_names(items: list[TableBase], what: str, *, fold_case: bool = False) 
 def key_issues(where: str, settings: TableSettings, *, has_other_key: bool = False) -> list[Issue]:
     """The key rules every table follows: a merge needs a key, an incremental table cannot replace."""
     issues = []
+    through = settings.incremental_through
+    why = f"each run gets only the children of the records of {through!r}, an incremental resource, in its interval"
     if settings.write_disposition == "merge" and not settings.primary_key and not has_other_key:
+        default_for = f"children of incremental resources: {why}" if through else "incremental tables"
         issues.append(
             Issue(
                 f"{where}.primary_key",
-                "a merge (the default for incremental tables) needs a primary key to replace rows on",
+                f"a merge (the default for {default_for}) needs a primary key to replace rows on",
                 "add `primary_key: [<column>]` to the table or the source, or set `write_disposition: append`",
             )
         )
     if settings.write_disposition == "replace" and settings.incremental:
-        issues.append(
-            Issue(
-                f"{where}.write_disposition",
-                "an incremental table cannot use replace: each run would keep only its own interval",
-                "use merge (with a primary_key) or append, or drop the incremental setting",
+        if through:
+            problem = f"a child of {through!r} cannot use replace: {why}, so the table would keep only the last one's"
+            fix = "use merge with a primary_key (e.g. a parent field from include_from_parent and the line's own key)"
+            issues.append(Issue(f"{where}.write_disposition", problem, fix + " or append"))
+        else:
+            issues.append(
+                Issue(
+                    f"{where}.write_disposition",
+                    "an incremental table cannot use replace: each run would keep only its own interval",
+                    "use merge (with a primary_key) or append, or drop the incremental setting",
+                )
             )
-        )
     return issues

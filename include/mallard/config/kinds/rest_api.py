@@ -259,6 +259,18 @@ class RestApiSource(TablesSource):
     def _resource_names_unique(cls, resources: list[RestResource]) -> list[RestResource]:
         return unique_names(resources, "resource")
 
+    def incremental_through(self, table: TableBase) -> str | None:
+        """The nearest incremental ancestor of a child resource: the child gets only its interval's share."""
+        by_name = {resource.name: resource for resource in self.resources}
+        seen = {table.name}
+        parent = getattr(table, "parent", None)
+        while parent in by_name and parent not in seen:  # a cycle is a validation error of its own
+            if by_name[parent].is_incremental:
+                return parent
+            seen.add(parent)
+            parent = by_name[parent].parent
+        return None
+
     def table_issues(self, where: str, table: TableBase) -> list[Issue]:
         assert isinstance(table, RestResource)
         if table.parent is None and (table.placeholders or table.include_from_parent):
