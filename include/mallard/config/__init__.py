@@ -1,6 +1,6 @@
 """Source config: the common base, one module per kind (`kinds/`), and the loader."""
 
-from include.mallard.config.base import ExternalReference, Issue, SecretRef, SourceBase, TableBase, TableSettings
+from include.mallard.config.base import ExternalReference, Issue, SecretRef, SourceBase
 from include.mallard.config.kinds import (
     SOURCE_ADAPTER,
     SOURCE_KINDS,
@@ -15,6 +15,7 @@ from include.mallard.config.kinds import (
     SyntheticSource,
 )
 from include.mallard.config.loader import ConfigError, ConfigProblem, SourceConfig, get_source, load_sources
+from include.mallard.config.tables import TableBase, TableSettings
 
 __all__ = [
     "SOURCE_ADAPTER",

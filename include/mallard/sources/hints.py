@@ -16,7 +16,7 @@ import dlt
 from dlt.extract import DltResource
 
 from include.mallard.config import SourceConfig, TableSettings
-from include.mallard.config.base import TablesSource
+from include.mallard.config.tables import NullCursor, TablesSource
 from include.mallard.interval import Interval
 
 
@@ -32,10 +32,55 @@ def interval_bounds(interval: Interval, *, as_dates: bool = False) -> tuple[Any,
     return interval.start, interval.end
 
 
-def interval_incremental(cursor: str, interval: Interval, *, as_dates: bool = False) -> dlt.sources.incremental:
-    """A dlt incremental that keeps exactly start <= cursor < end, with no state between runs."""
+def interval_incremental(
+    cursor: str, interval: Interval, *, as_dates: bool = False, on_missing: str = "raise"
+) -> dlt.sources.incremental:
+    """A dlt incremental that keeps exactly start <= cursor < end, with no state between runs.
+
+    `on_missing` is dlt's `on_cursor_value_missing` for a row whose cursor is null or missing.
+    """
     start, end = interval_bounds(interval, as_dates=as_dates)
-    return dlt.sources.incremental(cursor, initial_value=start, end_value=end, range_start="closed", range_end="open")
+    return dlt.sources.incremental(
+        cursor,
+        initial_value=start,
+        end_value=end,
+        range_start="closed",
+        range_end="open",
+        on_cursor_value_missing=on_missing,  # type: ignore[arg-type]
+    )
+
+
+class NullCursorRows(ValueError):
+    """Rows without a cursor value reached a table with `on_null_cursor: fail`."""
+
+    def __init__(self, table: str, cursor: str, count: int) -> None:
+        super().__init__(f"table {table!r}: {count} row(s) without a value in the cursor {cursor!r}")
+        self.table, self.cursor, self.count = table, cursor, count
+
+
+def null_cursor_check(table: str, cursor: str) -> Callable[[Any, Any], Any]:
+    """A pipe step that fails on the first item holding a row whose cursor (a dotted path) is null or missing.
+
+    dlt's own check cannot serve: a SQL table's query leaves such rows out before dlt sees them,
+    so they were never loaded and nothing said so.
+    """
+    *parents, leaf = cursor.split(".")
+
+    def value(row: Any) -> Any:
+        for key in parents:
+            row = row.get(key) if isinstance(row, dict) else None
+        return row.get(leaf) if isinstance(row, dict) else None
+
+    def check(item: Any, meta: Any = None) -> Any:
+        if hasattr(item, "schema") and hasattr(item, "column"):  # an Arrow table or batch
+            nulls = item.column(cursor).null_count if cursor in item.schema.names else 0
+        else:
+            nulls = sum(1 for row in (item if isinstance(item, list) else [item]) if value(row) is None)
+        if nulls:
+            raise NullCursorRows(table, cursor, nulls)
+        return item
+
+    return check
 
 
 def bound_to_interval(
@@ -46,17 +91,23 @@ def bound_to_interval(
     *,
     write_disposition: str = "merge",
     as_dates: bool = False,
+    on_null_cursor: NullCursor = "fail",
 ) -> DltResource:
     """Make `resource` load exactly start <= cursor < end and merge on `primary_key`.
 
     The bounds are explicit, so dlt keeps no cursor state between runs: a rerun or a backfill of
-    any interval loads the same slice, and the merge replaces rows instead of appending them.
+    any interval loads the same slice, and the merge replaces rows instead of appending them. A
+    row without a cursor value belongs to no interval: `on_null_cursor` says what it does.
     """
+    # Under `fail`, dlt lets such rows through (a SQL query then selects them too) for the check.
+    on_missing = "exclude" if on_null_cursor == "exclude" else "include"
     resource.apply_hints(
         write_disposition=write_disposition,
         primary_key=primary_key or None,
-        incremental=interval_incremental(cursor, interval, as_dates=as_dates),
+        incremental=interval_incremental(cursor, interval, as_dates=as_dates, on_missing=on_missing),
     )
+    if on_null_cursor == "fail":
+        resource.add_step(null_cursor_check(resource.name, cursor))
     return resource
 
 
@@ -77,6 +128,7 @@ def apply_table_hints(
             interval,
             write_disposition=settings.write_disposition,
             as_dates=as_dates,
+            on_null_cursor=settings.on_null_cursor,
         )
     resource.apply_hints(write_disposition=settings.write_disposition, primary_key=settings.primary_key or None)
     return resource
@@ -120,13 +172,26 @@ class CursorValueError(ValueError):
     """A table's cursor column holds values that are not dates or timestamps."""
 
 
-def _cursor_field(config: SourceConfig, table_name: str) -> str:
-    """Where the table's cursor is set in the source file, e.g. `tables[0]` (for the message)."""
+def _table_field(config: SourceConfig, table_name: str) -> str | None:
+    """Where the table is set in the source file, e.g. `tables[0]` (for messages); None if not listed."""
     if isinstance(config, TablesSource):
         for index, table in enumerate(config.tables_in_config()):
             if table.name == table_name:
-                return f"`{config.TABLES_FIELD}[{index}]`"
-    return "its table's config"
+                return f"{config.TABLES_FIELD}[{index}]"
+    return None
+
+
+def _where(config: SourceConfig, table_name: str) -> str:
+    field = _table_field(config, table_name)
+    return f"`{field}`" if field else "its table's config"
+
+
+def _in_chain(error: BaseException, kind: type[BaseException]) -> Any:
+    """The first exception of type `kind` that `error` wraps (dlt wraps a step's error twice), or None."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, kind):
+        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+    return seen
 
 
 def cursor_error(config: SourceConfig, interval: Interval, error: BaseException) -> CursorValueError | None:
@@ -136,9 +201,17 @@ def cursor_error(config: SourceConfig, interval: Interval, error: BaseException)
     """
     from dlt.extract.incremental.exceptions import IncrementalCursorInvalidCoercion
 
-    seen: BaseException | None = error
-    while seen is not None and not isinstance(seen, IncrementalCursorInvalidCoercion):
-        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+    if (rows := _in_chain(error, NullCursorRows)) is not None:
+        field = _table_field(config, rows.table)
+        setting = f"`{field}.on_null_cursor`" if field else "the table's `on_null_cursor`"
+        return CursorValueError(
+            f"source {config.name!r}, table {rows.table!r}: {rows.count} row(s) have no value in the cursor "
+            f"{rows.cursor!r} (null or missing; counted in the first batch that has any). Such a row belongs to no "
+            f"interval, so no run would load it; nothing of this run is loaded. Fix: set {setting} to include (every "
+            "run loads them, merged on the primary key) or exclude (never loaded), or point `cursor` at a column "
+            "that is always set."
+        )
+    seen = _in_chain(error, IncrementalCursorInvalidCoercion)
     if seen is None:
         return None
     table = seen.pipe_name
@@ -151,6 +224,6 @@ def cursor_error(config: SourceConfig, interval: Interval, error: BaseException)
     return CursorValueError(
         f"source {config.name!r}, table {table!r}: the cursor column {seen.cursor_path!r} holds {sample}, not "
         f"dates or timestamps, so its rows cannot be compared with the run's interval {interval}. Fix: point the "
-        f"table's `cursor` ({_cursor_field(config, table)} of the source file) at a date or timestamp column, or "
+        f"table's `cursor` ({_where(config, table)} of the source file) at a date or timestamp column, or "
         "fix the values in the data."
     )

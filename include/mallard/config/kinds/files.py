@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from include.mallard.config.base import Issue, OnEmpty, TableBase, TablesSource, unique_names
+from include.mallard.config.base import Issue, OnEmpty
+from include.mallard.config.tables import TableBase, TablesSource, unique_names
 from include.mallard.paths import resolve_project_path
 
 # fsspec protocols dlt's filesystem source reads (local folders need no scheme).

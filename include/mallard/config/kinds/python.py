@@ -15,11 +15,11 @@ from include.mallard.config.base import (
     Issue,
     SecretRef,
     SourceBase,
-    TableDefaults,
     is_reference_mapping,
     literal_secret_error,
 )
 from include.mallard.config.literal_secrets import secret_name
+from include.mallard.config.tables import TableDefaults
 
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 FUNCTION_FIX = (

@@ -6,17 +6,14 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from include.mallard.config.base import (
     ConfigValueError,
     Issue,
     SecretRef,
     StrictModel,
-    TableBase,
-    TablesSource,
     literal_secret_error,
-    unique_names,
     value_or_reference,
 )
 from include.mallard.config.literal_secrets import (
@@ -26,6 +23,7 @@ from include.mallard.config.literal_secrets import (
     url_secret_fix,
     url_secret_message,
 )
+from include.mallard.config.tables import TableBase, TablesSource, unique_names
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 HeaderValue = value_or_reference(str)
@@ -222,6 +220,7 @@ class RestApiSource(TablesSource):
     """A REST API, loaded with dlt's rest_api source (pagination, auth, retries on 429/5xx)."""
 
     TABLES_FIELD: ClassVar[str] = "resources"
+    _incremental_ancestors: dict[str, str] | None = PrivateAttr(None)  # computed once: sources may hold 100k
 
     kind: Literal["rest_api"]
     base_url: str = Field(description="http(s) URL that resource paths are relative to.")
@@ -261,15 +260,9 @@ class RestApiSource(TablesSource):
 
     def incremental_through(self, table: TableBase) -> str | None:
         """The nearest incremental ancestor of a child resource: the child gets only its interval's share."""
-        by_name = {resource.name: resource for resource in self.resources}
-        seen = {table.name}
-        parent = getattr(table, "parent", None)
-        while parent in by_name and parent not in seen:  # a cycle is a validation error of its own
-            if by_name[parent].is_incremental:
-                return parent
-            seen.add(parent)
-            parent = by_name[parent].parent
-        return None
+        if self._incremental_ancestors is None:
+            self._incremental_ancestors = _incremental_ancestors(self.resources)
+        return self._incremental_ancestors.get(table.name)
 
     def table_issues(self, where: str, table: TableBase) -> list[Issue]:
         assert isinstance(table, RestResource)
@@ -285,6 +278,32 @@ class RestApiSource(TablesSource):
 
     def cross_checks(self) -> list[Issue]:
         return super().cross_checks() + _parent_issues(self.resources) + _parent_cycles(self.resources)
+
+
+def _incremental_ancestors(resources: list[RestResource]) -> dict[str, str]:
+    """Each child resource's nearest incremental ancestor, for the children that have one (linear)."""
+    by_name = {resource.name: resource for resource in resources}
+    found: dict[str, str | None] = {}
+    for name in by_name:
+        path: list[str] = []  # walked up from `name` until an answer is known
+        on_path: set[str] = set()
+        answer: str | None = None
+        current = name
+        while current not in found:
+            path.append(current)
+            on_path.add(current)
+            parent = by_name[current].parent
+            if parent not in by_name or parent in on_path:  # a cycle is a validation error of its own
+                break
+            if by_name[parent].is_incremental:
+                answer = parent
+                break
+            current = parent
+        else:
+            answer = found[current]
+        for walked in path:  # every resource on the way has the same nearest incremental ancestor
+            found[walked] = answer
+    return {name: through for name, through in found.items() if through is not None}
 
 
 def _parent_issues(resources: list[RestResource]) -> list[Issue]:

@@ -13,11 +13,9 @@ from include.mallard.config.base import (
     ENV_NAME_PATTERN,
     ExternalReference,
     Issue,
-    TableBase,
-    TablesSource,
     literal_secret_error,
-    unique_names,
 )
+from include.mallard.config.tables import TableBase, TablesSource, unique_names
 
 SQL_IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*$"
 
