@@ -1,9 +1,11 @@
 """Ingestion at volume: rows/s and peak RSS of one ingestion per source kind, beside its baseline.
 
-    python -m bench.scale [--rows 100000,1000000] [--kinds python,rest_api,...] [--keep]
+    python -m bench.scale [--rows 100000,1000000] [--kinds python,rest_api,...] [--sql-backend sqlalchemy]
+                          [--serial] [--keep]
 
-For each kind and row count, in new processes and interleaved (mallard, then its baselines,
-then the next size) so that each pair sees the same machine load:
+For each kind and row count, each measurement in a new process, all of a case's processes at the
+same time (one per core; `--serial`: one after another, interleaved) so that each sees the same
+machine load as its baseline:
 
 - mallard: a source YAML through `ingest.extract` + `ingest.load` (what the two Airflow tasks
   run), into a new DuckDB file;
@@ -15,9 +17,12 @@ then the next size) so that each pair sees the same machine load:
 
 Kinds: python (a generator of dicts, in pages of 10,000), synthetic (the demo shop's customers,
 a full-refresh table: N customers, no orders), rest_api (a page-number API served from this
-process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite and on PostgreSQL (backend
-sqlalchemy; a throwaway PostgreSQL cluster on 127.0.0.1, started for the run and stopped after
-it, as the tests' `postgres_server`), files csv / jsonl / parquet. Peak RSS is each child's own `ru_maxrss` (os.wait4).
+process on 127.0.0.1, 10,000 rows a page), sql_database on SQLite and on PostgreSQL (the kind's
+default backend, pyarrow; `--sql-backend sqlalchemy` reads rows as dicts; a throwaway PostgreSQL
+cluster on 127.0.0.1, started for the run and stopped after it, as the tests' `postgres_server`),
+files csv / jsonl / parquet. With files, DuckDB's reader runs beside the other two (three
+processes on two cores): bench/ingest.py measures the CSV ratio to DuckDB on its own.
+Peak RSS is each child's own `ru_maxrss` (os.wait4).
 Results: bench/results/scale.json. The dbt side (per-node overhead beside a bare `dbt build` at
 100 and 1,000 models) is measured by bench/dbt_overhead.py.
 """
@@ -165,7 +170,7 @@ def _postgres(needed: bool) -> Iterator[str | None]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
+def source_yaml(kind: str, rows: int, data: Path, base_url: str, sql_backend: str = "pyarrow") -> str:
     if kind == "synthetic":
         return f"kind: synthetic\ncustomers: {rows}\norders_per_day: 0\n"
     if kind == "python":
@@ -180,7 +185,7 @@ def source_yaml(kind: str, rows: int, data: Path, base_url: str) -> str:
         if kind == "sql_sqlite":
             os.environ[SQL_URL_ENV] = f"sqlite:///{data}"
         return (
-            f"kind: sql_database\ncredentials: {{env: {SQL_URL_ENV}}}\nbackend: sqlalchemy\n"
+            f"kind: sql_database\ncredentials: {{env: {SQL_URL_ENV}}}\nbackend: {sql_backend}\n"
             "chunk_size: 10000\ntables:\n  - name: events\n    write_disposition: append\n"
         )
     ext = kind.removeprefix("files_")
@@ -229,23 +234,38 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
     return {"seconds": time.perf_counter() - imported, "rows": rows}
 
 
-def run_child(
-    what: str, source_file: Path, root: Path, data: Path, env: dict[str, str], table: str = "events"
-) -> dict[str, Any]:
-    """One measurement in a new process; its own peak RSS comes from os.wait4."""
+def _command(what: str, source_file: Path, root: Path, data: Path, table: str) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bench.scale", "--child", what, str(source_file), str(root), str(data), table]
-    with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        output.seek(0)
-        text = output.read()
-    lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
-    if os.waitstatus_to_exitcode(status) != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
-    result = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    return result
+    return [sys.executable, "-m", "bench.scale", "--child", what, str(source_file), str(root), str(data), table]
+
+
+def run_children(
+    whats: list[str], source_file: Path, case: Path, data: Path, env: dict[str, str], table: str, serial: bool
+) -> dict[str, dict[str, Any]]:
+    """One measurement per entry of `whats`, each in a new process (all at once unless `serial`).
+
+    Each child's own peak RSS comes from os.wait4.
+    """
+    results = {}
+    batches = [[what] for what in whats] if serial else [whats]
+    for batch in batches:
+        with contextlib.ExitStack() as outputs:
+            running = []
+            for what in batch:
+                command = _command(what, source_file, case / what, data, table)
+                output = outputs.enter_context(tempfile.TemporaryFile("w+"))
+                process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
+                running.append((what, command, output, process.pid))
+            for what, command, output, pid in running:  # a child that ends first waits, its usage kept
+                _, status, usage = os.wait4(pid, 0)
+                output.seek(0)
+                text = output.read()
+                lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
+                if os.waitstatus_to_exitcode(status) != 0 or not lines:
+                    raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
+                results[what] = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+                results[what]["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return results
 
 
 def _measure_kind(
@@ -256,6 +276,8 @@ def _measure_kind(
     postgres_uri: str | None,
     measured: list[dict[str, Any]],
     table: list[tuple[Any, ...]],
+    sql_backend: str = "pyarrow",
+    serial: bool = False,
 ) -> None:
     """Mallard, dlt alone (and DuckDB for files) for `kind` at each row count; appends to `measured` and `table`."""
     for rows in row_counts:
@@ -278,17 +300,15 @@ def _measure_kind(
             data = case / "none"
         source_file = case / "sources" / "scale.yml"
         source_file.parent.mkdir(parents=True, exist_ok=True)
-        source_file.write_text(source_yaml(kind, rows, data, base_url))
+        source_file.write_text(source_yaml(kind, rows, data, base_url, sql_backend))
         env[SQL_URL_ENV] = os.environ.get(SQL_URL_ENV, "")
         whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
-        results = {}
-        for what in whats:
-            print(f"{kind} {rows:,}: {what} ...", flush=True)
-            results[what] = result = run_child(what, source_file, case / what, data, env, TABLES.get(kind, "events"))
+        print(f"{kind} {rows:,}: {', '.join(whats)} ...", flush=True)
+        results = run_children(whats, source_file, case, data, env, TABLES.get(kind, "events"), serial)
+        for what, result in results.items():
             if result["rows"] != rows:
                 raise RuntimeError(f"{kind} {what} loaded {result['rows']} rows, expected {rows}")
             result["rows_per_second"] = round(rows / result["seconds"])
-            shutil.rmtree(case / what, ignore_errors=True)
         if server:
             server.shutdown()
         shutil.rmtree(case, ignore_errors=True)
@@ -323,6 +343,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000,1000000,5000000", help="comma-separated row counts")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--sql-backend", choices=("pyarrow", "sqlalchemy"), default="pyarrow")
+    parser.add_argument("--serial", action="store_true", help="one process at a time instead of a case's all at once")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     env = prepare_environment()
@@ -333,7 +355,8 @@ def main() -> int:
     kinds = args.kinds.split(",")
     with _postgres("sql_postgres" in kinds) as postgres_uri:
         for kind in kinds:
-            _measure_kind(kind, [int(r) for r in args.rows.split(",")], scratch, env, postgres_uri, measured, table)
+            row_counts = [int(r) for r in args.rows.split(",")]
+            _measure_kind(kind, row_counts, scratch, env, postgres_uri, measured, table, args.sql_backend, args.serial)
 
     header = (
         "kind",
@@ -346,7 +369,8 @@ def main() -> int:
         "duckdb rows/s",
         "x duckdb",
     )
-    print_rows("Ingestion at volume (one process per measurement, pairs interleaved)", header, table)
+    how = "one after another, interleaved" if args.serial else "a case's processes at the same time"
+    print_rows(f"Ingestion at volume (one process per measurement, {how})", header, table)
     over = [
         f"{m['kind']} {m['rows']:,}: {m['mallard']['peak_rss_mb']} MB"
         for m in measured
@@ -357,7 +381,17 @@ def main() -> int:
     print(f"total {elapsed} s")
     result_file = write_result(
         "scale",
-        {"settings": {"rows": args.rows, "kinds": args.kinds, "page": PAGE}, "measured": measured, "seconds": elapsed},
+        {
+            "settings": {
+                "rows": args.rows,
+                "kinds": args.kinds,
+                "page": PAGE,
+                "sql_backend": args.sql_backend,
+                "concurrent": not args.serial,
+            },
+            "measured": measured,
+            "seconds": elapsed,
+        },
     )
     report_written(result_file, scratch, args.keep)
     return 0
