@@ -261,13 +261,13 @@ def extract(
     log.info("Extracting source %r for %s into %s", source.name, interval, work_dir)
     items = build_resources(source, interval)
     try:
-        pipeline.extract(items)
+        extract_info = pipeline.extract(items)
     except Exception as error:
         if (readable := cursor_error(source, interval, error)) is not None:
             raise readable from error
         raise
     normalize_info = normalize_in_process(pipeline)
-    kept = empty_input.check_full_refreshes(source, items, normalize_info.row_counts, pipeline)
+    kept = empty_input.check_full_refreshes(source, items, extract_info, pipeline)
     current = pipeline.default_schema.to_dict()
     drift = schema_store.type_drift(previous, current)
     drift += declared_drift(current, declared_tables(dbt_project_dir, source.dataset_name))

@@ -102,3 +102,20 @@ def test_an_empty_sql_table_names_its_own_on_empty_field(runner, monkeypatch, tm
     kept = text + "    on_empty: warn\n"
     assert runner.run(runner.source("shop", kept), day(2), day(3)) == {"orders": 24, "spend": 2}
     assert runner.count("raw_shop.customers") == 5 and runner.count("raw_shop.orders") == 48
+
+
+def routed(start: dt.datetime, end: dt.datetime) -> Any:
+    """A full-refresh resource whose rows go to a table of another name: it is not empty."""
+    import dlt
+
+    @dlt.resource(name="router", write_disposition="replace")
+    def router() -> Iterator[Any]:
+        yield dlt.mark.with_table_name([{"sku": "p1"}, {"sku": "p2"}], "products_v2")
+
+    return router
+
+
+def test_a_resource_whose_rows_go_to_another_table_is_not_empty(runner):
+    source = runner.source("routed", "kind: python\nfunction: tests.e2e.test_empty_full_refresh:routed\n")
+    assert runner.run(source, day(1), day(2)) == {"products_v2": 2}
+    assert runner.count("raw_routed.products_v2") == 2

@@ -77,3 +77,14 @@ def test_a_csv_row_without_a_cursor_fails_readably_or_loads_once_with_include(ru
     runner.run(source, day(1), day(2))
     runner.run(source, day(2), day(3))
     assert runner.query("select id from raw_f.t order by id") == [(1,), (2,), (3,)]
+
+
+def test_a_sqlite_cursor_that_is_not_a_time_fails_the_run_instead_of_being_left_out(runner, tmp_path, monkeypatch):
+    # julianday('') is NULL: such a row passed neither the interval condition nor `IS NULL`.
+    _shop_database(tmp_path, monkeypatch)
+    with sa.create_engine(f"sqlite:///{tmp_path / 'shop.db'}").begin() as connection:
+        connection.execute(sa.text(f"update orders set updated_at = '' where id in {NULL_IDS}"))
+    with pytest.raises(Exception) as raised:
+        runner.run(_sql_source(runner, "sqlalchemy", "    on_null_cursor: include\n"), day(1), day(2))
+    # Loud, though in dlt's words (the resource and the value), not silently left out.
+    assert "`orders`" in str(raised.value) and "''" in str(raised.value), raised.value

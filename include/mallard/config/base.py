@@ -42,10 +42,11 @@ ON_EMPTY_HELP = (
 
 @dataclass(frozen=True)
 class EmptyPolicy:
-    """`on_empty` as it applies to one table, and the field that set it (None: the default)."""
+    """`on_empty` as it applies to one table, and the field that set it (None: the default, `default_for`)."""
 
     policy: OnEmpty
     field: str | None
+    default_for: str = "full-refresh tables"
 
 
 def literal_secret_error(what: str) -> ConfigValueError:

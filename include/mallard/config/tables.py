@@ -96,7 +96,7 @@ class TableDefaults(StrictModel):
         if table is not None and table.on_empty:
             return EmptyPolicy(table.on_empty, f"{self.table_field_of(table)}.on_empty")
         if table is not None and self.settings_of(table).incremental:
-            return EmptyPolicy("ok", None)  # an interval without rows is normal
+            return EmptyPolicy("ok", None, "incremental tables")  # an interval without rows is normal
         if self.on_empty:
             return EmptyPolicy(self.on_empty, "on_empty")
         return EmptyPolicy("fail", None)

@@ -12,7 +12,7 @@ for every kind: fail (the default), or keep the rows with a warning (warn) or an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def apply_policy(
     """
     said = f"`{setting.field or field or 'on_empty'}: {setting.policy}`"
     if setting.field is None:
-        said += f" (the default for {'full-refresh' if setting.policy == 'fail' else 'incremental'} tables)"
+        said += f" (the default for {setting.default_for})"
     if setting.policy == "fail":
         keep = f", or set `{field}: warn` (or ok) to keep the table's previous rows when its input is empty"
         or_set = keep if field else ""
@@ -54,56 +54,89 @@ def _disposition(resource: Any) -> str | None:
     return disposition.get("disposition") if isinstance(disposition, dict) else disposition
 
 
-def full_refresh_tables(items: Iterable[Any], normalize_name: Any) -> list[str]:
-    """The root tables that the `replace` resources among `items` load into (static names only)."""
+def full_refresh_resources(items: Iterable[Any]) -> list[Any]:
+    """The selected `replace` resources among `items` (resources, or dlt sources holding them)."""
     from dlt.extract import DltSource
 
     resources = [r for i in items for r in (i.selected_resources.values() if isinstance(i, DltSource) else [i])]
-    return sorted(
-        {
-            normalize_name(resource.table_name if isinstance(resource.table_name, str) else resource.name)
-            for resource in resources
-            if _disposition(resource) == "replace" and not callable(resource.table_name)
-        }
-    )
+    return [resource for resource in resources if _disposition(resource) == "replace"]
 
 
-def check_full_refreshes(
-    source: SourceBase, items: Iterable[Any], row_counts: Mapping[str, int], pipeline: Any
-) -> list[str]:
-    """Apply `on_empty` to each full-refresh table of `items` without rows; return the tables kept.
+def resources_with_items(extract_info: Any) -> set[str]:
+    """The resources that yielded at least one item in the extract (wherever their rows went)."""
+    return {
+        name
+        for steps in extract_info.metrics.values()
+        for step in steps
+        for name, metrics in step["resource_metrics"].items()
+        if metrics.items_count
+    }
 
-    Call after the normalize: a kept table's empty load job (dlt writes one when the restored schema
-    knows the table) is removed from the package, so the load leaves the table as it is.
+
+def check_full_refreshes(source: SourceBase, items: Iterable[Any], extract_info: Any, pipeline: Any) -> list[str]:
+    """Apply `on_empty` to each full-refresh resource that gave no rows; return the root tables kept.
+
+    Call after the normalize. A resource is empty when it yielded no item and every load job of its
+    tables is empty (an imported file counts no items but holds rows). A kept table's empty jobs
+    (dlt writes one when the restored schema knows the table) are removed from the package, so the
+    load leaves the table as it is.
     """
     if source.READER_APPLIES_ON_EMPTY:
         return []
-    naming = pipeline.default_schema.naming
-    kept = []
-    for table in full_refresh_tables(items, naming.normalize_table_identifier):
-        if row_counts.get(table, 0):
+    yielded = resources_with_items(extract_info)
+    jobs = _normalized_jobs(pipeline)
+    kept: list[str] = []
+    for resource in full_refresh_resources(items):
+        if resource.name in yielded:
             continue
-        setting = source.empty_policy_of(table)
-        configured = getattr(source, "table_named", lambda _name: None)(table)
+        tables = _root_tables_of(pipeline.default_schema, resource.name)
+        own_jobs = [path for table, path in jobs if table in tables]
+        if any(not _is_empty_job(path) for path in own_jobs):
+            continue
+        setting = source.empty_policy_of(resource.name)
+        configured = getattr(source, "table_named", lambda _name: None)(resource.name)
         if configured is not None:
             field: str | None = f"{source.table_field_of(configured)}.on_empty"
         else:
             field = "on_empty" if "on_empty" in type(source).model_fields else None
         fix = "check that the source still has its rows (a wrong filter, endpoint or query, an emptied source)"
-        apply_policy(source, table, "the source gave no rows for this full refresh", setting, field, fix)
-        kept.append(table)
-    if kept:
-        _drop_jobs_of(pipeline, kept)
+        apply_policy(source, resource.name, "the source gave no rows for this full refresh", setting, field, fix)
+        for path in own_jobs:
+            path.unlink()
+        kept += sorted(tables)
     return kept
 
 
-def _drop_jobs_of(pipeline: Any, tables: list[str]) -> None:
-    """Remove the normalized load jobs of `tables` (empty ones) so that the load does not replace them."""
+def _root_tables_of(schema: Any, resource_name: str) -> set[str]:
+    return {
+        table["name"]
+        for table in schema.data_tables()
+        if table.get("resource") == resource_name and not table.get("parent")
+    }
+
+
+def _normalized_jobs(pipeline: Any) -> list[tuple[str, Path]]:
+    """(table, file) of every load job the normalize left for the load."""
     from dlt.common.storages.load_storage import ParsedLoadJobFileName
 
     storage = pipeline._get_load_storage()
     packages = storage.normalized_packages
-    for load_id in storage.list_normalized_packages():
-        for job in packages.list_new_jobs(load_id):
-            if ParsedLoadJobFileName.parse(job).table_name in tables:
-                Path(packages.storage.make_full_path(job)).unlink()
+    return [
+        (ParsedLoadJobFileName.parse(job).table_name, Path(packages.storage.make_full_path(job)))
+        for load_id in storage.list_normalized_packages()
+        for job in packages.list_new_jobs(load_id)
+    ]
+
+
+def _is_empty_job(path: Path) -> bool:
+    """Whether a load job file holds no row (anything not known to be empty counts as rows)."""
+    from dlt.common.storages import FileStorage
+
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows == 0
+    if ".jsonl" in path.name or ".typed-jsonl" in path.name:
+        with FileStorage.open_zipsafe_ro(str(path), "rb") as file:
+            return not any(line.strip() for line in file)
+    return False

@@ -181,9 +181,19 @@ def _table_field(config: SourceConfig, table_name: str) -> str | None:
     return None
 
 
-def _where(config: SourceConfig, table_name: str) -> str:
+def _cursor_setting(config: SourceConfig, table_name: str) -> str:
+    """The cursor's field in the source file, e.g. `tables[0].cursor` or `resources[1].incremental.cursor`."""
     field = _table_field(config, table_name)
-    return f"`{field}`" if field else "its table's config"
+    if field is None:
+        return "its table's cursor"
+    return f"`{field}.incremental.cursor`" if config.kind == "rest_api" else f"`{field}.cursor`"
+
+
+def _appends(config: SourceConfig, table_name: str) -> bool:
+    if not isinstance(config, TablesSource):
+        return False
+    table = config.table_named(table_name)
+    return table is not None and config.settings_of(table).write_disposition == "append"
 
 
 def _in_chain(error: BaseException, kind: type[BaseException]) -> Any:
@@ -204,12 +214,14 @@ def cursor_error(config: SourceConfig, interval: Interval, error: BaseException)
     if (rows := _in_chain(error, NullCursorRows)) is not None:
         field = _table_field(config, rows.table)
         setting = f"`{field}.on_null_cursor`" if field else "the table's `on_null_cursor`"
+        include = "include (every run loads them, merged on the primary key)"
+        if _appends(config, rows.table):
+            include = "include with `write_disposition: merge` and a primary_key (every run loads them)"
         return CursorValueError(
             f"source {config.name!r}, table {rows.table!r}: {rows.count} row(s) have no value in the cursor "
             f"{rows.cursor!r} (null or missing; counted in the first batch that has any). Such a row belongs to no "
-            f"interval, so no run would load it; nothing of this run is loaded. Fix: set {setting} to include (every "
-            "run loads them, merged on the primary key) or exclude (never loaded), or point `cursor` at a column "
-            "that is always set."
+            f"interval, so no run would load it; nothing of this run is loaded. Fix: set {setting} to {include} or "
+            f"exclude (never loaded), or point {_cursor_setting(config, rows.table)} at a column that is always set."
         )
     seen = _in_chain(error, IncrementalCursorInvalidCoercion)
     if seen is None:
@@ -223,7 +235,6 @@ def cursor_error(config: SourceConfig, interval: Interval, error: BaseException)
         sample = f"a value {seen.item!r}"
     return CursorValueError(
         f"source {config.name!r}, table {table!r}: the cursor column {seen.cursor_path!r} holds {sample}, not "
-        f"dates or timestamps, so its rows cannot be compared with the run's interval {interval}. Fix: point the "
-        f"table's `cursor` ({_where(config, table)} of the source file) at a date or timestamp column, or "
-        "fix the values in the data."
+        f"dates or timestamps, so its rows cannot be compared with the run's interval {interval}. Fix: point "
+        f"{_cursor_setting(config, table)} at a date or timestamp column, or fix the values in the data."
     )

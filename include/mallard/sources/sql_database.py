@@ -42,7 +42,8 @@ def _sqlite_interval_query(query: Any, table: Any, incremental: Any = None, engi
     if end is not None:
         condition = sa.and_(condition, sa.func.julianday(column) < sa.func.julianday(_sqlite_bound(end)))
     if incremental.on_cursor_value_missing == "include":  # as dlt's own query: `on_null_cursor` decides
-        condition = sa.or_(condition, column.is_(None))
+        # Text SQLite cannot read as a time ('' too) has no julianday: dlt then reports the value.
+        condition = sa.or_(condition, column.is_(None), sa.func.julianday(column).is_(None))
     return table.select().where(condition)
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from include.mallard.config.base import SourceBase
+from include.mallard.config.base import EmptyPolicy, SourceBase
 
 # The incremental tables of the synthetic shop and their cursors (sources/synthetic.py builds them).
 SYNTHETIC_CURSORS = {"orders": "ordered_at", "payments": "paid_at"}
@@ -29,6 +29,11 @@ class SyntheticSource(SourceBase):
             "false: each run reloads everything from first_day to the end of its interval (full refresh)."
         ),
     )
+
+    def empty_policy_of(self, table_name: str) -> EmptyPolicy:
+        # The generator's output is the whole truth: no orders in its days (orders_per_day: 0, an
+        # interval before first_day with incremental: false) is a correct result, not a broken input.
+        return EmptyPolicy("ok", None, "synthetic sources")
 
     def table_cursors(self) -> dict[str, str]:
         # Also when not incremental: the cursor still dates each row (staging's freshness checks).
