@@ -212,10 +212,9 @@ def _schema_changes(previous: Mapping[str, Any] | None, current: Mapping[str, An
 
 def _built_tables(items: list[Any]) -> list[str]:
     """The (root) tables that the resources in `items` load into."""
-    from dlt.extract import DltSource
+    from include.mallard.sources.registry import resources_of
 
-    resources = [r for i in items for r in (i.selected_resources.values() if isinstance(i, DltSource) else [i])]
-    return sorted({(r.table_name if isinstance(r.table_name, str) else r.name).lower() for r in resources})
+    return sorted({(r.table_name if isinstance(r.table_name, str) else r.name).lower() for r in resources_of(items)})
 
 
 def normalize_in_process(pipeline: dlt.Pipeline) -> Any:

@@ -206,6 +206,10 @@ class SourceBase(StrictModel):
         """What a run does when the full-refresh table `table_name` gets no rows, and the field that says so."""
         return EmptyPolicy("fail", None)
 
+    def on_empty_field_of(self, table_name: str) -> str | None:
+        """Where `on_empty` would be set for `table_name` in the source file (None: the kind has no such field)."""
+        return None
+
     def cross_checks(self) -> list[Issue]:
         """Problems that involve several fields; empty when the config is consistent."""
         return []

@@ -105,6 +105,10 @@ class TableDefaults(StrictModel):
         """The configured table that loads into `table_name`, if the kind lists its tables."""
         return None
 
+    def on_empty_field_of(self, table_name: str) -> str | None:
+        table = self.table_named(table_name)
+        return f"{self.table_field_of(table)}.on_empty" if table is not None else "on_empty"
+
     def table_field_of(self, table: TableBase) -> str:
         """Where `table` is in its source file, e.g. 'tables[2]'."""
         raise NotImplementedError

@@ -12,7 +12,6 @@ for every kind: fail (the default), or keep the rows with a warning (warn) or an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +53,11 @@ def _disposition(resource: Any) -> str | None:
     return disposition.get("disposition") if isinstance(disposition, dict) else disposition
 
 
-def full_refresh_resources(items: Iterable[Any]) -> list[Any]:
+def full_refresh_resources(items: list[Any]) -> list[Any]:
     """The selected `replace` resources among `items` (resources, or dlt sources holding them)."""
-    from dlt.extract import DltSource
+    from include.mallard.sources.registry import resources_of
 
-    resources = [r for i in items for r in (i.selected_resources.values() if isinstance(i, DltSource) else [i])]
-    return [resource for resource in resources if _disposition(resource) == "replace"]
+    return [resource for resource in resources_of(items) if _disposition(resource) == "replace"]
 
 
 def resources_with_items(extract_info: Any) -> set[str]:
@@ -73,7 +71,7 @@ def resources_with_items(extract_info: Any) -> set[str]:
     }
 
 
-def check_full_refreshes(source: SourceBase, items: Iterable[Any], extract_info: Any, pipeline: Any) -> list[str]:
+def check_full_refreshes(source: SourceBase, items: list[Any], extract_info: Any, pipeline: Any) -> list[str]:
     """Apply `on_empty` to each full-refresh resource that gave no rows; return the root tables kept.
 
     Call after the normalize. A resource is empty when it yielded no item and every load job of its
@@ -93,12 +91,7 @@ def check_full_refreshes(source: SourceBase, items: Iterable[Any], extract_info:
         own_jobs = [path for table, path in jobs if table in tables]
         if any(not _is_empty_job(path) for path in own_jobs):
             continue
-        setting = source.empty_policy_of(resource.name)
-        configured = getattr(source, "table_named", lambda _name: None)(resource.name)
-        if configured is not None:
-            field: str | None = f"{source.table_field_of(configured)}.on_empty"
-        else:
-            field = "on_empty" if "on_empty" in type(source).model_fields else None
+        setting, field = source.empty_policy_of(resource.name), source.on_empty_field_of(resource.name)
         fix = "check that the source still has its rows (a wrong filter, endpoint or query, an emptied source)"
         apply_policy(source, resource.name, "the source gave no rows for this full refresh", setting, field, fix)
         for path in own_jobs:

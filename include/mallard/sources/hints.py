@@ -58,6 +58,13 @@ class NullCursorRows(ValueError):
         self.table, self.cursor, self.count = table, cursor, count
 
 
+def _holder(record: Any, parents: list[str]) -> Any:
+    """The object that holds a dotted path's last key (None if a step is missing or not an object)."""
+    for key in parents:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
 def null_cursor_check(table: str, cursor: str) -> Callable[[Any, Any], Any]:
     """A pipe step that fails on the first item holding a row whose cursor (a dotted path) is null or missing.
 
@@ -67,9 +74,8 @@ def null_cursor_check(table: str, cursor: str) -> Callable[[Any, Any], Any]:
     *parents, leaf = cursor.split(".")
 
     def value(row: Any) -> Any:
-        for key in parents:
-            row = row.get(key) if isinstance(row, dict) else None
-        return row.get(leaf) if isinstance(row, dict) else None
+        node = _holder(row, parents)
+        return node.get(leaf) if isinstance(node, dict) else None
 
     def check(item: Any, meta: Any = None) -> Any:
         if hasattr(item, "schema") and hasattr(item, "column"):  # an Arrow table or batch
@@ -158,9 +164,7 @@ def typed_cursor(cursor: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     *parents, leaf = cursor.split(".")
 
     def parse(record: dict[str, Any]) -> dict[str, Any]:
-        node: Any = record
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
+        node = _holder(record, parents)
         if isinstance(node, dict) and leaf in node:
             node[leaf] = parse_cursor_value(node[leaf])
         return record

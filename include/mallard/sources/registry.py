@@ -65,6 +65,11 @@ def apply_schema_contract(items: list[ExtractItem], contract: SchemaContract, so
     return [*sources, *resources]
 
 
+def resources_of(items: list[ExtractItem]) -> list[DltResource]:
+    """The selected resources in `items` (resources, or dlt sources holding them)."""
+    return [r for i in items for r in (i.selected_resources.values() if isinstance(i, DltSource) else [i])]
+
+
 def build_resources(config: SourceConfig, interval: Interval) -> list[ExtractItem]:
     """The dlt resources (or sources) that load `config` for `interval`."""
     items = builder_for(config.kind)(config, interval)
