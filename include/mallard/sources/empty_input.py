@@ -132,4 +132,7 @@ def _is_empty_job(path: Path) -> bool:
     if ".jsonl" in path.name or ".typed-jsonl" in path.name:
         with FileStorage.open_zipsafe_ro(str(path), "rb") as file:
             return not any(line.strip() for line in file)
+    if ".insert_values" in path.name:  # PostgreSQL's format: the header, then one line per row
+        with FileStorage.open_zipsafe_ro(str(path), "rb") as file:
+            return all(line.startswith(b"INSERT INTO ") or line.strip() in (b"", b"VALUES") for line in file)
     return False
