@@ -56,6 +56,9 @@ PAGE = 10_000
 SQL_URL_ENV = "MALLARD_BENCH_SQL_URL"
 RESULT_MARKER = "SCALE_RESULT "
 PEAK_TARGET_MB = 500
+# "Flat": the peak at the largest row count at most this many times the peak at the smallest
+# (most of a task's memory is its imports: ~200 MB before the first row).
+FLAT_GROWTH_TARGET = 1.25
 
 
 def rows_page(first: int, count: int) -> list[dict[str, Any]]:
@@ -333,6 +336,16 @@ def _measure_kind(
         )
 
 
+def memory_growth(measured: list[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
+    """Per kind: Mallard's peak RSS at the smallest and the largest row count, and their ratio."""
+    growth = {}
+    for kind in dict.fromkeys(m["kind"] for m in measured):
+        runs = sorted((m["rows"], m["mallard"]["peak_rss_mb"]) for m in measured if m["kind"] == kind)
+        if len(runs) > 1:
+            growth[kind] = (runs[0][1], runs[-1][1], ratio(runs[-1][1], runs[0][1]))
+    return growth
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         what, source_file, root, data = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
@@ -377,6 +390,11 @@ def main() -> int:
         if m["mallard"]["peak_rss_mb"] > PEAK_TARGET_MB
     ]
     print(f"peak RSS <= {PEAK_TARGET_MB} MB: {'all' if not over else 'missed by ' + ', '.join(over)}")
+    growth = memory_growth(measured)
+    for kind, (smallest, largest, times) in growth.items():
+        print(f"{kind}: peak {smallest} -> {largest} MB ({times}x)")
+    steep = [kind for kind, (_, _, times) in growth.items() if times > FLAT_GROWTH_TARGET]
+    print(f"flat (peak grows <= {FLAT_GROWTH_TARGET}x): {'all' if not steep else 'missed by ' + ', '.join(steep)}")
     elapsed = round(time.perf_counter() - began, 1)
     print(f"total {elapsed} s")
     result_file = write_result(
@@ -390,6 +408,7 @@ def main() -> int:
                 "concurrent": not args.serial,
             },
             "measured": measured,
+            "memory_growth": growth,
             "seconds": elapsed,
         },
     )

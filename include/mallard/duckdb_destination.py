@@ -10,18 +10,25 @@ is copied), and a follow-up job swaps it in: `DROP TABLE <table>; ALTER TABLE "<
 RENAME TO <table>` in one transaction. A failed load never reaches the swap, so readers keep
 the previous table whole; the next load starts a new swap table. Merge and append are dlt's.
 
+The client also sizes DuckDB's `memory_limit` for the load from the widest table it loads
+(`memory_limit_for`), unless MALLARD_DUCKDB_MEMORY_LIMIT sets it: DuckDB keeps the blocks a load
+writes in its buffer pool up to the limit, so a load's memory grew with its rows up to a fixed
+256MB; an insert's working memory grows with the table's columns, not its rows.
+
 Import this module only where dlt is already being imported (it loads dlt's DuckDB client).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dlt.common.destination.client import LoadJob, PreparedTableSchema
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.destination.reference import DestinationReference
+from dlt.common.schema import Schema
 from dlt.common.schema.utils import get_nested_tables, has_table_seen_data
 from dlt.common.storages import FileStorage
 from dlt.common.storages.load_storage import ParsedLoadJobFileName
@@ -36,12 +43,51 @@ from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
 
 log = logging.getLogger(__name__)
 
+MIB = 1024 * 1024
+# An insert buffers a row group per column per DuckDB thread. Measured (docs/benchmarks.md, "Real
+# volume"): 1.5 MiB per column per thread loads as fast as 256MB does (a 50-column table: 15.0 s
+# at 150MiB, 14.8 s at 256MiB, 19 s at 100MiB); 300 columns on 2 threads need over 200MiB.
+MEMORY_PER_COLUMN_PER_THREAD = 1.5 * MIB
+MEMORY_LIMIT_FLOOR = 64 * MIB  # measured flat from 100k to 5M rows for a narrow table
+MEMORY_LIMIT_CAP_PER_THREAD = 128 * MIB  # 256MB on 2 cores, Mallard's fixed limit before
+
 # Load file formats DuckDB copies with one `INSERT ... SELECT` from a reader function.
 _READERS = {
     "parquet": "read_parquet('{path}', union_by_name=true)",
     "jsonl": "read_json('{path}')",
     "typed-jsonl": "read_json('{path}')",
 }
+
+
+def memory_limit_for(widest_columns: int, threads: int) -> str:
+    """DuckDB's `memory_limit` for a load whose widest table has `widest_columns` columns (dlt's included)."""
+    wanted = widest_columns * threads * MEMORY_PER_COLUMN_PER_THREAD
+    return f"{int(min(max(wanted, MEMORY_LIMIT_FLOOR), threads * MEMORY_LIMIT_CAP_PER_THREAD)) // MIB}MiB"
+
+
+def widest_table_columns(schema: Schema) -> int:
+    """The most columns of any table `schema` loads (nested tables included, dlt's own tables not)."""
+    return max((len(table.get("columns", {})) for table in schema.data_tables(include_incomplete=True)), default=0)
+
+
+class LoadOutOfMemory(MemoryError):
+    """DuckDB ran out of the load's `memory_limit`; the load package is kept for the retry."""
+
+
+def out_of_memory(source_name: str, error: BaseException, env_var: str) -> LoadOutOfMemory | None:
+    """A readable error for `error` if DuckDB ran out of its `memory_limit` in the load, else None."""
+    cause: BaseException | None = error
+    while cause is not None and "Out of Memory Error" not in str(cause).partition("\n")[0]:
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    limit = os.environ.get(env_var)
+    chosen = f"{env_var}={limit}" if limit else "sized by Mallard from the widest table's columns"
+    return LoadOutOfMemory(
+        f"source {source_name!r}: DuckDB ran out of memory loading into the warehouse "
+        f"({str(cause).partition(chr(10))[0]}; memory_limit {chosen}). The extracted rows are kept: "
+        f"set {env_var} higher (e.g. 1GB) for the load task and clear it to load them."
+    )
 
 
 def swap_table_name(table_name: str) -> str:
@@ -121,7 +167,20 @@ class SwapInJob(SqlLoadJob):
 
 
 class SwapReplaceDuckDbClient(DuckDbClient):
-    """dlt's DuckDB client, with `replace` tables loaded beside the table and swapped in."""
+    """dlt's DuckDB client, with `replace` tables loaded beside the table and swapped in.
+
+    Its connections get a `memory_limit` sized for the schema's widest table, unless the
+    credentials set one (MALLARD_DUCKDB_MEMORY_LIMIT).
+    """
+
+    def __init__(self, schema: Schema, config: Any, capabilities: Any) -> None:
+        super().__init__(schema, config, capabilities)
+        if "memory_limit" not in (config.credentials.global_config or {}):
+            widest = widest_table_columns(schema)
+            self.memory_limit = memory_limit_for(widest, os.cpu_count() or 1)
+            self.sql_client._global_config["memory_limit"] = self.memory_limit  # dlt's hook for subclasses
+        else:
+            self.memory_limit = config.credentials.global_config["memory_limit"]
 
     def _swaps(self, table_name: str) -> bool:
         table = self.prepare_load_table(table_name)

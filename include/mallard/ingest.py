@@ -48,10 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
 # DuckDB's buffer pool defaults to 80% of RAM and keeps the blocks a load writes, so a load task's
-# memory grew with the table (588 MB at 5M rows); capped, it stays flat (docs/benchmarks.md).
-DEFAULT_MEMORY_LIMIT = "256MB"
+# memory grew with the table (588 MB at 5M rows). Unless this env var sets it, the load's
+# `memory_limit` is sized from its widest table (duckdb_destination.memory_limit_for).
+MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
 # Where dlt stages full-refresh and merge tables before swapping them in. dlt's default,
 # "%s_staging", gave source `shop` the staging schema `raw_shop_staging`: the dataset of a source
 # named `shop_staging`, whose tables it then truncated and overwrote. Every Mallard dataset is
@@ -68,11 +68,6 @@ def run_work_dir(dag_id: str, run_id: str, source_name: str) -> Path:
     """The dlt working folder of one source in one DAG run."""
     safe_run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
     return work_root() / "dlt" / dag_id / safe_run_id / source_name
-
-
-def duckdb_memory_limit() -> str:
-    """The warehouse connection's DuckDB `memory_limit` while loading (env MALLARD_DUCKDB_MEMORY_LIMIT)."""
-    return os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
 
 
 def staging_dataset_name(source: SourceConfig) -> str:
@@ -102,12 +97,16 @@ def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
     from include.mallard.duckdb_destination import duckdb_swapping_full_refresh
 
     path = resolve_warehouse_path()
+    memory_limit = os.environ.get(MEMORY_LIMIT_ENV)
     destination = duckdb_swapping_full_refresh(
-        DuckDbCredentials(str(path), global_config={"memory_limit": duckdb_memory_limit()}),
+        DuckDbCredentials(str(path), global_config={"memory_limit": memory_limit} if memory_limit else None),
         # Row-based resources (synthetic, REST, SQL via sqlalchemy, python) are normalized into
         # Parquet: dlt's DuckDB default, `insert_values`, held a load's SQL text in memory
         # (6 GB at 212k rows) and was 20x slower. Types, merge and contracts are unchanged.
         preferred_loader_file_format="parquet",
+        # One load job at a time: each insert already runs on all of DuckDB's threads, and
+        # concurrent inserts each buffer every column (20 tables of 50 columns ran out of 256MB).
+        loader_parallelism_strategy="sequential",
         **staging,
     )
     return destination, str(path), duckdb_location(path)
@@ -320,7 +319,10 @@ def load(
             rows = history.load_rows(run, source.name, {}, error=error)
             history_queue.record_failed_load(None, run, source.name, rows)
         raise error
-    destination, where, location = _destination(warehouse or active_warehouse())
+    from include.mallard.duckdb_destination import out_of_memory
+
+    warehouse = warehouse or active_warehouse()
+    destination, where, location = _destination(warehouse)
     pipeline = _pipeline(source, work_dir, destination)
     log.info("Loading source %r into %s (schema %s)", source.name, where, source.dataset_name)
     facts, clock = _facts(work_dir), time.monotonic()
@@ -330,7 +332,9 @@ def load(
 
         def finish() -> list[str]:
             # One client for both: dlt lends the same DuckDB connection to the nested one.
-            with pipeline.sql_client():
+            with pipeline.sql_client() as client:
+                if warehouse.is_embedded:  # the limit this load ran with (duckdb_destination.py)
+                    facts["memory_limit"] = client.execute_sql("select current_setting('memory_limit')")[0][0]
                 created = create_missing_tables(pipeline, source, dbt_project_dir)
                 if run:
                     loaded = history.load_rows(
@@ -342,9 +346,14 @@ def load(
 
         created = retry_on_lock(finish)
     except Exception as error:
+        readable = out_of_memory(source.name, error, MEMORY_LIMIT_ENV) if warehouse.is_embedded else None
         if run:
-            failed = history.load_rows(run, source.name, facts, error=error, seconds=time.monotonic() - clock)
+            failed = history.load_rows(
+                run, source.name, facts, error=readable or error, seconds=time.monotonic() - clock
+            )
             history_queue.record_failed_load(lambda: _connection(pipeline), run, source.name, failed)
+        if readable:
+            raise readable from error
         raise
     shutil.rmtree(work_dir, ignore_errors=True)
     summary = {"dataset": source.dataset_name, "warehouse": where, "loads": list(load_info.loads_ids)}
@@ -354,6 +363,8 @@ def load(
     rows = facts.get("rows", {})
     summary["tables"] = {table: rows.get(table, 0) for table in [*facts["built"], *created]}
     summary["interval"] = facts.get("interval")
+    if "memory_limit" in facts:
+        summary["duckdb_memory_limit"] = facts["memory_limit"]
     if created:
         summary["created_empty"] = created
     log.info("Source %r loaded: %s", source.name, summary)

@@ -495,9 +495,9 @@ def test_a_failed_full_refresh_leaves_the_previous_table_readable(runner, tmp_pa
     assert runner.query("select store_id from raw_master.stores order by store_id") == [(i,) for i in range(1, 6)]
 
 
-@pytest.mark.parametrize(("setting", "shown"), [(None, "244.1 MiB"), ("96MiB", "96.0 MiB")])
+@pytest.mark.parametrize(("setting", "shown"), [(None, "64.0 MiB"), ("96MiB", "96.0 MiB")])
 def test_loads_cap_duckdb_memory(runner, tmp_path, monkeypatch, setting, shown):
-    """The load's DuckDB connection runs with Mallard's memory_limit, or the one set in the env."""
+    """The warehouse connection runs with Mallard's memory_limit (the floor for narrow tables), or the env's."""
     if setting:
         monkeypatch.setenv(ingest.MEMORY_LIMIT_ENV, setting)
     data = tmp_path / "stores"
