@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +89,24 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     document = {"benchmark": name, "machine": machine_info(), **payload}
     path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def run_measured(command: list[str], env: dict[str, str], marker: str) -> tuple[int, str, dict[str, Any] | None]:
+    """Run `command` in a new process: (exit code, its output, the JSON it printed after `marker`).
+
+    The JSON gets the child's own peak RSS from `os.wait4` (RUSAGE_CHILDREN would report the
+    largest of all children so far) as `peak_rss_mb`.
+    """
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        output.seek(0)
+        text = output.read()
+    lines = [line for line in text.splitlines() if line.startswith(marker)]
+    result = json.loads(lines[-1].removeprefix(marker)) if lines else None
+    if result is not None:
+        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return os.waitstatus_to_exitcode(status), text, result
 
 
 def report_written(result: Path, scratch: Path, keep: bool) -> None:

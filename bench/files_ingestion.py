@@ -18,13 +18,11 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import PROJECT_ROOT, prepare_environment, stopwatch
+from bench.common import prepare_environment, run_measured, stopwatch
 
 TABLE_NAME = "events"
 SOURCE_NAME = "bench_files"
@@ -243,17 +241,9 @@ def run_child(
         command += ["--profile-to", str(profile_to)]
     if over:
         command += ["--over", str(over)]
-    with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        output.seek(0)
-        text = output.read()
-    lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {' '.join(command)} failed ({process.returncode}):\n{text[-4000:]}")
-    result = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    code, text, result = run_measured(command, env, RESULT_MARKER)
+    if code != 0 or result is None:
+        raise RuntimeError(f"benchmark child {' '.join(command)} failed ({code}):\n{text[-4000:]}")
     return result
 
 

@@ -12,7 +12,7 @@ Each measurement runs in a child process of its own and its peak RSS is read fro
 - for context: DuckDB's own `CREATE TABLE AS SELECT * FROM read_csv(...)` of the same file;
 - with --compare-readers: the same ingestion with the CSV reader files.py used before (dlt's);
 - with --also-memory-limit 18GB: the same ingestion with another DuckDB memory_limit on the
-  warehouse connection (MALLARD_DUCKDB_MEMORY_LIMIT; Mallard's default is 256MB, DuckDB's own
+  warehouse connection (MALLARD_DUCKDB_MEMORY_LIMIT; Mallard sizes it from the widest table, DuckDB's own
   default is 80% of RAM, about 18GB on the benchmark machine).
 
 Memory should stay flat as the file grows: every Mallard peak <= 500 MB, and the ratio of the

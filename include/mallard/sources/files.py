@@ -289,7 +289,7 @@ def parquet_batches(item: FileItemDict, source_name: str = "?") -> Iterator[Any]
 
     with item.open() as file:
         try:
-            yield from parquet.ParquetFile(file).iter_batches(batch_size=CSV_BATCH_ROWS)
+            yield from parquet.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=CSV_BATCH_ROWS)
         except (ArrowException, OSError) as error:
             raise MalformedFileError(
                 f"source {source_name!r}: file {item['file_url']} is not a readable Parquet file ({error}). "
