@@ -102,6 +102,13 @@ def _child(case: str, root: Path) -> dict[str, Any]:
     return result
 
 
+def _joined(results: list[dict[str, Any]], key: str) -> str:
+    """Each run's `key` (seconds, MB), or "failed"."""
+    return " / ".join(
+        "failed" if key not in r else f"{r[key]:.2f}" if key == "load_seconds" else f"{r[key]:.0f}" for r in results
+    )
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(RESULT_MARKER + json.dumps(_child(sys.argv[2], Path(sys.argv[3]))), flush=True)
@@ -124,28 +131,29 @@ def main() -> int:
                 if code != 0 or result is None:
                     raise RuntimeError(f"{' '.join(command)} failed ({code}):\n{text[-4000:]}")
                 measured.setdefault(case, {}).setdefault(label, []).append(result)
+    result_file = write_result("load_memory", {"cases": {c: CASES[c] for c in measured}, "measured": measured})
     rows = []
     for case, by_label in measured.items():
         mallard, before = by_label["mallard"], by_label["fixed_256mb"]
-        times = [
-            ratio(m["load_seconds"], b["load_seconds"])
-            for m, b in zip(mallard, before, strict=True)
-            if "error" not in b
-        ]
+        pairs = zip(mallard, before, strict=True)
+        times = [ratio(m["load_seconds"], b["load_seconds"]) for m, b in pairs if "error" not in m and "error" not in b]
         rows.append(
             (
                 case,
-                mallard[0].get("memory_limit"),
-                " / ".join(f"{m['load_seconds']:.2f}" for m in mallard),
-                " / ".join(f"{m['peak_rss_mb']:.0f}" for m in mallard),
-                " / ".join(b.get("error", f"{b.get('load_seconds', 0):.2f}")[:60] for b in before),
-                " / ".join(f"{b['peak_rss_mb']:.0f}" for b in before),
+                next((m["memory_limit"] for m in mallard if m.get("memory_limit")), "-"),
+                _joined(mallard, "load_seconds"),
+                _joined(mallard, "peak_rss_mb"),
+                _joined(before, "load_seconds"),
+                _joined(before, "peak_rss_mb"),
                 " / ".join(str(t) for t in times) or "-",
             )
         )
     header = ("case", "limit", "load s", "peak MB", "before: load s", "before: peak MB", "load x before")
     print_rows("Load step: Mallard's sized limit, one job at a time vs fixed 256MB, parallel jobs", header, rows)
-    result_file = write_result("load_memory", {"cases": {c: CASES[c] for c in measured}, "measured": measured})
+    for case, by_label in measured.items():
+        for label, results in by_label.items():
+            for error in dict.fromkeys(r["error"] for r in results if "error" in r):
+                print(f"{case} {label} failed: {error}")
     report_written(result_file, scratch, args.keep)
     return 0
 

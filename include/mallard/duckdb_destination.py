@@ -44,12 +44,12 @@ from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# An insert buffers a row group per column per DuckDB thread. Measured (docs/benchmarks.md, "Real
-# volume"): 1.5 MiB per column per thread loads as fast as 256MB does (a 50-column table: 15.0 s
-# at 150MiB, 14.8 s at 256MiB, 19 s at 100MiB); 300 columns on 2 threads need over 200MiB.
+# An insert buffers a row group per column per DuckDB thread (bench/load_memory.py): 20 tables of
+# 50 columns load as fast at 1.5 MiB per column per thread as at 256MB; 300 columns of 100k-row
+# row groups need over 512MiB on 2 threads, and ran out of the 256MB Mallard used to set.
 MEMORY_PER_COLUMN_PER_THREAD = 1.5 * MIB
-MEMORY_LIMIT_FLOOR = 64 * MIB  # measured flat from 100k to 5M rows for a narrow table
-MEMORY_LIMIT_CAP_PER_THREAD = 128 * MIB  # 256MB on 2 cores, Mallard's fixed limit before
+MEMORY_LIMIT_FLOOR = 64 * MIB  # flat from 100k to 5M rows for a narrow table (bench/scale.py)
+SHARE_OF_RAM_AT_MOST = 0.8  # DuckDB's own default limit
 
 # Load file formats DuckDB copies with one `INSERT ... SELECT` from a reader function.
 _READERS = {
@@ -59,10 +59,15 @@ _READERS = {
 }
 
 
-def memory_limit_for(widest_columns: int, threads: int) -> str:
+def memory_limit_for(widest_columns: int, threads: int, ram_bytes: int) -> str:
     """DuckDB's `memory_limit` for a load whose widest table has `widest_columns` columns (dlt's included)."""
-    wanted = widest_columns * threads * MEMORY_PER_COLUMN_PER_THREAD
-    return f"{int(min(max(wanted, MEMORY_LIMIT_FLOOR), threads * MEMORY_LIMIT_CAP_PER_THREAD)) // MIB}MiB"
+    wanted = max(widest_columns * threads * MEMORY_PER_COLUMN_PER_THREAD, MEMORY_LIMIT_FLOOR)
+    return f"{int(min(wanted, ram_bytes * SHARE_OF_RAM_AT_MOST)) // MIB}MiB"
+
+
+def machine_ram_bytes() -> int:
+    """This machine's physical memory (what DuckDB's default limit is a share of)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def widest_table_columns(schema: Schema) -> int:
@@ -177,7 +182,7 @@ class SwapReplaceDuckDbClient(DuckDbClient):
         super().__init__(schema, config, capabilities)
         if "memory_limit" not in (config.credentials.global_config or {}):
             widest = widest_table_columns(schema)
-            self.memory_limit = memory_limit_for(widest, os.cpu_count() or 1)
+            self.memory_limit = memory_limit_for(widest, os.cpu_count() or 1, machine_ram_bytes())
             self.sql_client._global_config["memory_limit"] = self.memory_limit  # dlt's hook for subclasses
         else:
             self.memory_limit = config.credentials.global_config["memory_limit"]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from include.mallard import ingest
-from include.mallard.duckdb_destination import MIB, LoadOutOfMemory, memory_limit_for
+from include.mallard.duckdb_destination import MIB, LoadOutOfMemory, machine_ram_bytes, memory_limit_for
 from include.mallard.interval import Interval
 from tests.e2e.test_source_kinds import Runner, day
 
@@ -70,12 +70,13 @@ def _mib(shown: str) -> float:
 
 def test_a_narrow_tables_load_gets_the_floor_and_a_wide_tables_more(runner):
     narrow = _load(runner, "narrow", tables=1, columns=6, rows=1_000)
-    # 6 columns + dlt's 2: the floor, whatever the machine's cores.
+    # 6 columns (dlt adds no columns to Arrow tables): the floor, on any number of cores.
     assert _mib(narrow["duckdb_memory_limit"]) == 64
     wide = _load(runner, "wide", tables=1, columns=150, rows=100_000)
     # 150 columns of 100,000 rows ran out of memory at the floor (DuckDB "Out of Memory Error").
     assert _mib(wide["duckdb_memory_limit"]) > 64, wide
-    assert wide["duckdb_memory_limit"] == memory_limit_for(152, os.cpu_count() or 1).replace("MiB", ".0 MiB")
+    sized = memory_limit_for(150, os.cpu_count() or 1, machine_ram_bytes())
+    assert wide["duckdb_memory_limit"] == sized.replace("MiB", ".0 MiB")
 
 
 def test_tables_load_one_at_a_time_so_the_limit_holds_for_many_wide_tables(runner, monkeypatch):
@@ -107,9 +108,15 @@ def test_a_load_out_of_memory_names_the_setting_and_keeps_the_rows_for_the_retry
 
 
 @pytest.mark.parametrize(
-    ("columns", "threads", "limit"),
-    [(8, 2, 64), (8, 64, 768), (30, 2, 90), (100, 2, 256), (100, 8, 1024), (1_000, 1, 128), (0, 4, 64)],
+    ("columns", "threads", "ram_mib", "limit"),
+    [
+        (8, 2, 24_000, 64),  # the floor
+        (8, 64, 24_000, 768),
+        (30, 2, 24_000, 90),
+        (302, 2, 24_000, 906),  # 300 columns needed over 512MiB (bench/load_memory.py)
+        (100, 8, 24_000, 1200),
+        (1_000, 16, 4_000, 3200),  # at most DuckDB's own default, 80% of RAM
+    ],
 )
-def test_memory_limit_for_grows_with_columns_and_threads_between_floor_and_cap(columns, threads, limit):
-    assert memory_limit_for(columns, threads) == f"{limit}MiB"
-    assert MIB == 1024 * 1024
+def test_memory_limit_for_grows_with_columns_and_threads_up_to_duckdbs_default(columns, threads, ram_mib, limit):
+    assert memory_limit_for(columns, threads, ram_mib * MIB) == f"{limit}MiB"
