@@ -1,6 +1,6 @@
 """The load step under Mallard's memory settings, against the fixed 256MB and parallel jobs of before.
 
-    python -m bench.load_memory [--pairs 2] [--cases merge_narrow,many_wide,wide] [--keep]
+    python -m bench.load_memory [--pairs 2] [--cases merge_narrow,many_wide,wide] [--also-limit 4GB] [--keep]
 
 Mallard sizes DuckDB's `memory_limit` for a load from its widest table (64 MiB for a narrow one)
 and runs one load job at a time (include/mallard/duckdb_destination.py). What that costs where a
@@ -14,8 +14,10 @@ and `ingest.load`, the load step timed:
 
 Each case runs as `mallard` (the defaults) and as `fixed_256mb` (MALLARD_DUCKDB_MEMORY_LIMIT=256MB
 and dlt's parallel load jobs, LOAD__PARALLELISM_STRATEGY=parallel: Mallard's settings before),
-each in a new process, pairs interleaved. Peak RSS is the child's own (os.wait4), for the whole
-child (extract included). A failed load is reported with its error, not retried.
+each in a new process, pairs interleaved; with --also-limit, a third run per pair with Mallard's
+settings but that limit (MALLARD_DUCKDB_MEMORY_LIMIT): what the sized limit costs in time.
+Peak RSS is the child's own (os.wait4), for the whole child (extract included). A failed load is
+reported with its error, not retried.
 Results: bench/results/load_memory.json.
 """
 
@@ -116,14 +118,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--also-limit", help="also run Mallard's settings with this memory_limit, e.g. 4GB")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     env = prepare_environment()
+    settings = dict(SETTINGS)
+    if args.also_limit:
+        settings[f"mallard_{args.also_limit}"] = {"MALLARD_DUCKDB_MEMORY_LIMIT": args.also_limit}
     scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-load-memory-"))
     measured: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for case in args.cases.split(","):
         for pair in range(args.pairs):
-            for label, extra in SETTINGS.items():
+            for label, extra in settings.items():
                 root = scratch / f"{case}_{label}_{pair}"
                 command = [sys.executable, "-m", "bench.load_memory", "--child", case, str(root)]
                 print(f"{case} {label} (pair {pair + 1})", flush=True)
@@ -148,6 +154,10 @@ def main() -> int:
                 " / ".join(str(t) for t in times) or "-",
             )
         )
+        if args.also_limit:
+            other = by_label[f"mallard_{args.also_limit}"]
+            seconds, peaks = _joined(other, "load_seconds"), _joined(other, "peak_rss_mb")
+            print(f"{case} at {args.also_limit}: load s {seconds}, peak MB {peaks}")
     header = ("case", "limit", "load s", "peak MB", "before: load s", "before: peak MB", "load x before")
     print_rows("Load step: Mallard's sized limit, one job at a time vs fixed 256MB, parallel jobs", header, rows)
     for case, by_label in measured.items():

@@ -44,9 +44,9 @@ from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# An insert buffers a row group per column per DuckDB thread (bench/load_memory.py): 20 tables of
-# 50 columns load as fast at 1.5 MiB per column per thread as at 256MB; 300 columns of 100k-row
-# row groups need over 512MiB on 2 threads, and ran out of the 256MB Mallard used to set.
+# An insert buffers a row group per column per DuckDB thread, so the limit follows the widest
+# table (bench/load_memory.py, 2 cores): 20 tables of 50 columns get 150 MiB (60 s; 45 s at 4GB)
+# and 300 columns 900 MiB (40 s; 20 s at 4GB); both ran out of the fixed 256MB used before.
 MEMORY_PER_COLUMN_PER_THREAD = 1.5 * MIB
 MEMORY_LIMIT_FLOOR = 64 * MIB  # flat from 100k to 5M rows for a narrow table (bench/scale.py)
 SHARE_OF_RAM_AT_MOST = 0.8  # DuckDB's own default limit

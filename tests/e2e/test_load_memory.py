@@ -69,7 +69,11 @@ def _mib(shown: str) -> float:
 
 
 def test_a_narrow_tables_load_gets_the_floor_and_a_wide_tables_more(runner):
+    import pyarrow
+
     narrow = _load(runner, "narrow", tables=1, columns=6, rows=1_000)
+    # The extract allocated Arrow memory from jemalloc (mimalloc, the default, kept what it freed).
+    assert pyarrow.default_memory_pool().backend_name == "jemalloc"
     # 6 columns (dlt adds no columns to Arrow tables): the floor, on any number of cores.
     assert _mib(narrow["duckdb_memory_limit"]) == 64
     wide = _load(runner, "wide", tables=1, columns=150, rows=100_000)
