@@ -96,7 +96,7 @@ def _child(case: str, root: Path) -> dict[str, Any]:
         except Exception as error:  # reported, not raised: the old settings may run out of memory
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
         result = {"load_seconds": time.perf_counter() - began, "memory_limit": summary.get("duckdb_memory_limit")}
-    expected = rows + (second_first_id or rows) if second_first_id is not None else rows
+    expected = rows if second_first_id is None else second_first_id + rows  # ids 0.. and second_first_id..
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         counts = [connection.execute(f"select count(*) from raw_bench.t{i}").fetchone()[0] for i in range(tables)]
     if counts != [expected] * tables:

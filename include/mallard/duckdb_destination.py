@@ -82,7 +82,7 @@ class LoadOutOfMemory(MemoryError):
 def out_of_memory(source_name: str, error: BaseException, env_var: str) -> LoadOutOfMemory | None:
     """A readable error for `error` if DuckDB ran out of its `memory_limit` in the load, else None."""
     cause: BaseException | None = error
-    while cause is not None and "Out of Memory Error" not in str(cause).partition("\n")[0]:
+    while cause is not None and "Out of Memory Error" not in (said := str(cause).partition("\n")[0]):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return None
@@ -90,7 +90,7 @@ def out_of_memory(source_name: str, error: BaseException, env_var: str) -> LoadO
     chosen = f"{env_var}={limit}" if limit else "sized by Mallard from the widest table's columns"
     return LoadOutOfMemory(
         f"source {source_name!r}: DuckDB ran out of memory loading into the warehouse "
-        f"({str(cause).partition(chr(10))[0]}; memory_limit {chosen}). The extracted rows are kept: "
+        f"({said}; memory_limit {chosen}). The extracted rows are kept: "
         f"set {env_var} higher (e.g. 1GB) for the load task and clear it to load them."
     )
 
@@ -181,11 +181,8 @@ class SwapReplaceDuckDbClient(DuckDbClient):
     def __init__(self, schema: Schema, config: Any, capabilities: Any) -> None:
         super().__init__(schema, config, capabilities)
         if "memory_limit" not in (config.credentials.global_config or {}):
-            widest = widest_table_columns(schema)
-            self.memory_limit = memory_limit_for(widest, os.cpu_count() or 1, machine_ram_bytes())
-            self.sql_client._global_config["memory_limit"] = self.memory_limit  # dlt's hook for subclasses
-        else:
-            self.memory_limit = config.credentials.global_config["memory_limit"]
+            limit = memory_limit_for(widest_table_columns(schema), os.cpu_count() or 1, machine_ram_bytes())
+            self.sql_client._global_config["memory_limit"] = limit  # dlt's hook for subclasses
 
     def _swaps(self, table_name: str) -> bool:
         table = self.prepare_load_table(table_name)

@@ -310,6 +310,12 @@ def _facts(work_dir: Path) -> dict[str, Any]:
     return facts
 
 
+def _out_of_memory(source: SourceConfig, error: BaseException) -> Exception | None:
+    from include.mallard.duckdb_destination import out_of_memory
+
+    return out_of_memory(source.name, error, MEMORY_LIMIT_ENV)
+
+
 def load(
     source: SourceConfig,
     work_dir: Path,
@@ -332,8 +338,6 @@ def load(
             rows = history.load_rows(run, source.name, {}, error=error)
             history_queue.record_failed_load(None, run, source.name, rows)
         raise error
-    from include.mallard.duckdb_destination import out_of_memory
-
     warehouse = warehouse or active_warehouse()
     destination, where, location = _destination(warehouse)
     pipeline = _pipeline(source, work_dir, destination)
@@ -359,7 +363,7 @@ def load(
 
         created = retry_on_lock(finish)
     except Exception as error:
-        readable = out_of_memory(source.name, error, MEMORY_LIMIT_ENV) if warehouse.is_embedded else None
+        readable = _out_of_memory(source, error) if warehouse.is_embedded else None
         if run:
             failed = history.load_rows(
                 run, source.name, facts, error=readable or error, seconds=time.monotonic() - clock
