@@ -40,13 +40,14 @@ CSV_COLUMNS_SQL = """
 """
 CSV_COLUMNS = 8
 
-# How the CSV reader of include/mallard/sources/files.py (or the full refresh of ingest.py) can be
+# How the CSV reader of include/mallard/sources/file_readers.py (or the full refresh of ingest.py) can be
 # swapped inside a child process, to measure what each change bought (bench/ingest.py --compare-*).
 READER_VARIANTS = {
-    "current": "include/mallard/sources/files.py as it is",
+    "current": "include/mallard/sources/file_readers.py as it is",
     "dlt_reader": "before: dlt's read_csv_duckdb(use_pyarrow=True): 5,000-row batches, file read via a Python object",
     "file_object": "current reader, but the file read through a Python file object (as dlt's reader does)",
     "small_batches": "current reader, but 5,000-row batches as dlt's reader used",
+    "default_buffer": "current reader, but DuckDB's default 32 MiB read buffer (before 2026-12-05)",
     "dlt_staging_copy": "current reader; full refresh as before: dlt's insert-from-staging (staging, then a copy)",
 }
 
@@ -105,19 +106,23 @@ def duckdb_native_load(csv_path: Path, database: Path, over: Path | None = None)
 
 def use_reader_variant(variant: str) -> None:
     """Swap the CSV reader of Mallard's files source for one of READER_VARIANTS (in this process only)."""
-    from include.mallard.sources import files
+    from include.mallard.sources import file_readers, files
 
     if variant == "dlt_reader":
         from dlt.sources.filesystem.readers import _read_csv_duckdb
 
         current = files._read_one
-        files._read_one = lambda item, table, source_name: (
-            _read_csv_duckdb([item], use_pyarrow=True) if table.format == "csv" else current(item, table, source_name)
+        files._read_one = lambda item, table, layout, source_name: (
+            _read_csv_duckdb([item], use_pyarrow=True)
+            if table.format == "csv"
+            else current(item, table, layout, source_name)
         )
     elif variant == "file_object":
-        files._is_local_file = lambda item: False
+        file_readers._is_local_file = lambda item: False
     elif variant == "small_batches":
-        files.CSV_BATCH_ROWS = 5_000
+        file_readers.CSV_BATCH_ROWS = 5_000
+    elif variant == "default_buffer":
+        file_readers.CSV_BUFFER_BYTES = 32 << 20
     elif variant == "dlt_staging_copy":
         import dlt
 

@@ -10,7 +10,8 @@ Each measurement runs in a child process of its own and its peak RSS is read fro
   write disposition, replace), as bench/ingest.py does;
 - baseline: a child that only imports what the ingestion imports (dlt, Mallard): the fixed part;
 - for context: DuckDB's own `CREATE TABLE AS SELECT * FROM read_csv(...)` of the same file;
-- with --compare-readers: the same ingestion with the CSV reader files.py used before (dlt's);
+- with --compare-readers: the same ingestion with earlier CSV readers (dlt's; Mallard's at DuckDB's
+  default 32 MiB read buffer);
 - with --also-memory-limit 18GB: the same ingestion with another DuckDB memory_limit on the
   warehouse connection (MALLARD_DUCKDB_MEMORY_LIMIT; Mallard sizes it from the widest table, DuckDB's own
   default is 80% of RAM, about 18GB on the benchmark machine).
@@ -37,7 +38,7 @@ TARGET_PEAK_MB = 500
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--compare-readers", action="store_true", help="also measure files.py's earlier CSV reader")
+    parser.add_argument("--compare-readers", action="store_true", help="also measure earlier CSV readers")
     parser.add_argument("--also-memory-limit", help="also measure with this DuckDB memory_limit, e.g. 18GB")
     parser.add_argument("--data-dir", type=Path, help="where the CSVs are written (kept and reused); default: temp")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
@@ -56,7 +57,7 @@ def main() -> int:
         ("duckdb_native", "native", "current", {}),
     ]
     if args.compare_readers:
-        plan.append(("mallard__dlt_reader", "mallard", "dlt_reader", {}))
+        plan += [(f"mallard__{variant}", "mallard", variant, {}) for variant in ("dlt_reader", "default_buffer")]
     if args.also_memory_limit:
         plan.append(
             (

@@ -9,6 +9,7 @@ samples (20,480) are generated here.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from include.mallard import ingest
 from include.mallard.config import SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
-from include.mallard.sources import schema_store
+from include.mallard.sources import file_readers, schema_store
 
 pytestmark = pytest.mark.e2e
 FAULTS = Path(__file__).resolve().parents[1] / "fixtures" / "data_faults"
@@ -175,6 +176,31 @@ def test_mixed_line_endings_past_the_sample_load_every_row_and_a_ragged_row_stil
     # DuckDB's non-strict mode, which reads mixed endings, would drop the extra field: not here.
     runner.put("ragged.csv", FAULTS / "mixed_crlf_lf_ragged.csv")
     _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv'}"), "ragged.csv", "line 3 has 4 fields")
+
+
+def test_a_file_of_many_reader_buffers_loads_every_row_and_a_line_up_to_the_limit_intact(runner):
+    # The reader's buffers are smaller than DuckDB's default (file_readers.CSV_BUFFER_BYTES): rows and a
+    # quoted line break that straddle buffer ends must still load, and so must a line near 2 MiB.
+    rows = 400_000
+    long_value = "y" * (file_readers.CSV_MAX_LINE_BYTES - 100_000)
+    body = "".join(f'{i},"name {i}\nsecond line",{i % 97}\n' for i in range(rows))
+    runner.put("big.csv", f"id,name,qty\n{body}{rows},{long_value},1\n")
+    assert len(body) > 4 * file_readers.CSV_BUFFER_BYTES
+    assert runner.run(runner.source("{name: items, glob: '*.csv'}")) == {"items": rows + 1}
+    assert runner.query(
+        "select count(*), count(distinct id), sum(qty), count(*) filter (name like 'name %\nsecond line'), "
+        "max(length(name)) from raw_faults.items"
+    ) == [(rows + 1, rows + 1, sum(i % 97 for i in range(rows)) + 1, rows, len(long_value))]
+
+
+@pytest.mark.parametrize("line_bytes", [file_readers.CSV_MAX_LINE_BYTES + 500_000, 40 << 20])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_last_line_longer_than_duckdbs_line_limit_fails_naming_the_file(runner, line_bytes, compressed):
+    # DuckDB 2.0 drops a last line longer than its read buffer (32 MiB by default) without an error.
+    _good_first_run(runner, "{name: items, glob: '*.csv*'}")
+    content = ("id,name,qty\n" + _rows(50_000) + f"{50_000}," + "z" * line_bytes + ",3\n").encode()
+    runner.put("b.csv.gz" if compressed else "b.csv", gzip.compress(content, 1) if compressed else content)
+    _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv*'}"), "b.csv", "the last line is over")
 
 
 @pytest.mark.parametrize(
