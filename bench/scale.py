@@ -1,7 +1,7 @@
 """Ingestion at volume: rows/s and peak RSS of one ingestion per source kind, beside its baseline.
 
     python -m bench.scale [--rows 100000,1000000] [--kinds python,rest_api,...] [--sql-backend sqlalchemy]
-                          [--serial] [--keep]
+                          [--dbt-models 100,1000] [--dbt-pairs 1] [--serial] [--keep]
 
 For each kind and row count, each measurement in a new process, all of a case's processes at the
 same time (one per core; `--serial`: one after another, interleaved) so that each sees the same
@@ -23,8 +23,12 @@ cluster on 127.0.0.1, started for the run and stopped after it, as the tests' `p
 files csv / jsonl / parquet. With files, DuckDB's reader runs beside the other two (three
 processes on two cores): bench/ingest.py measures the CSV ratio to DuckDB on its own.
 Peak RSS is each child's own `ru_maxrss` (os.wait4).
-Results: bench/results/scale.json. The dbt side (per-node overhead beside a bare `dbt build` at
-100 and 1,000 models) is measured by bench/dbt_overhead.py.
+
+Then the dbt side, at each of `--dbt-models` (`--dbt-models ""`: none): Mallard's `dbt build`
+task beside the same `dbt build` bare, the seconds each adds per dbt node, in `--dbt-pairs`
+interleaved pairs (bench/dbt_overhead.py's measurement; bare dbt's partial parse is warmed with
+`dbt parse` here, to keep the script short; run bench/dbt_overhead.py for more pairs).
+Results: bench/results/scale.json.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from bench import dbt_overhead
 from bench.common import PROJECT_ROOT, prepare_environment, print_rows, ratio, report_written, write_result
 
 KINDS = ("python", "synthetic", "rest_api", "sql_sqlite", "sql_postgres", "files_csv", "files_jsonl", "files_parquet")
@@ -346,31 +351,8 @@ def memory_growth(measured: list[dict[str, Any]]) -> dict[str, tuple[float, floa
     return growth
 
 
-def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        what, source_file, root, data = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
-        result = _child(what, source_file, root, data, sys.argv[6])
-        result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        print(RESULT_MARKER + json.dumps(result), flush=True)
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="100000,1000000,5000000", help="comma-separated row counts")
-    parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--sql-backend", choices=("pyarrow", "sqlalchemy"), default="pyarrow")
-    parser.add_argument("--serial", action="store_true", help="one process at a time instead of a case's all at once")
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    env = prepare_environment()
-    scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-scale-"))
-    measured: list[dict[str, Any]] = []
-    table = []
-    began = time.perf_counter()
-    kinds = args.kinds.split(",")
-    with _postgres("sql_postgres" in kinds) as postgres_uri:
-        for kind in kinds:
-            row_counts = [int(r) for r in args.rows.split(",")]
-            _measure_kind(kind, row_counts, scratch, env, postgres_uri, measured, table, args.sql_backend, args.serial)
-
+def report_ingestion(measured: list[dict[str, Any]], table: list[tuple[Any, ...]], serial: bool) -> dict[str, Any]:
+    """Print the ingestion table, the 500 MB check and each kind's growth; returns the growth per kind."""
     header = (
         "kind",
         "rows",
@@ -382,7 +364,7 @@ def main() -> int:
         "duckdb rows/s",
         "x duckdb",
     )
-    how = "one after another, interleaved" if args.serial else "a case's processes at the same time"
+    how = "one after another, interleaved" if serial else "a case's processes at the same time"
     print_rows(f"Ingestion at volume (one process per measurement, {how})", header, table)
     over = [
         f"{m['kind']} {m['rows']:,}: {m['mallard']['peak_rss_mb']} MB"
@@ -395,6 +377,43 @@ def main() -> int:
         print(f"{kind}: peak {smallest} -> {largest} MB ({times}x)")
     steep = [kind for kind, (_, _, times) in growth.items() if times > FLAT_GROWTH_TARGET]
     print(f"flat (peak grows <= {FLAT_GROWTH_TARGET}x): {'all' if not steep else 'missed by ' + ', '.join(steep)}")
+    return growth
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        what, source_file, root, data = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
+        result = _child(what, source_file, root, data, sys.argv[6])
+        result["peak_rss_self_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="100000,1000000,5000000", help="comma-separated row counts")
+    parser.add_argument("--kinds", default=",".join(KINDS), help='comma-separated source kinds ("" for none)')
+    parser.add_argument("--sql-backend", choices=("pyarrow", "sqlalchemy"), default="pyarrow")
+    parser.add_argument("--dbt-models", default="100,1000", help='comma-separated dbt project sizes ("" for none)')
+    parser.add_argument("--dbt-pairs", type=int, default=1, help="interleaved bare/Mallard dbt build pairs per size")
+    parser.add_argument("--serial", action="store_true", help="one process at a time instead of a case's all at once")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    env = prepare_environment()
+    scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-scale-"))
+    measured: list[dict[str, Any]] = []
+    table = []
+    began = time.perf_counter()
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    with _postgres("sql_postgres" in kinds) as postgres_uri:
+        for kind in kinds:
+            row_counts = [int(r) for r in args.rows.split(",")]
+            _measure_kind(kind, row_counts, scratch, env, postgres_uri, measured, table, args.sql_backend, args.serial)
+
+    growth = report_ingestion(measured, table, args.serial) if measured else {}
+    dbt_sizes = [
+        dbt_overhead.bench_size(int(models), args.dbt_pairs, 1000, scratch / "dbt", env, warm_bare_with="parse")
+        for models in args.dbt_models.split(",")
+        if models.strip()
+    ]
+    dbt_verdicts = dbt_overhead.report(dbt_sizes) if dbt_sizes else []
     elapsed = round(time.perf_counter() - began, 1)
     print(f"total {elapsed} s")
     result_file = write_result(
@@ -409,6 +428,7 @@ def main() -> int:
             },
             "measured": measured,
             "memory_growth": growth,
+            "dbt": {"pairs": args.dbt_pairs, "sizes": dbt_sizes, "verdicts": dbt_verdicts},
             "seconds": elapsed,
         },
     )
