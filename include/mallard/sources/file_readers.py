@@ -95,7 +95,7 @@ def _ends_differ(item: FileItemDict, head: bytes) -> bool:
 
 
 def _last_line_bytes(item: FileItemDict) -> int:
-    """The length of the file's last line that is not blank, up to a little over DuckDB's line limit.
+    """The length of the file's last line that is not blank, counted up to twice DuckDB's line limit.
 
     A local uncompressed file is read from its end; any other is read through (one more pass).
     """
@@ -233,7 +233,7 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
     }
     if (last_line := _last_line_bytes(item)) > CSV_MAX_LINE_BYTES:
         raise MalformedFileError(
-            f"{name}: the last line is over {last_line:,} bytes, longer than DuckDB's line limit "
+            f"{name}: the last line is at least {last_line:,} bytes long, over DuckDB's line limit "
             f"({CSV_MAX_LINE_BYTES:,} bytes), and DuckDB would leave it out without an error. "
             "Fix: shorten or split that line, or remove the file"
         )
