@@ -28,16 +28,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 VERSIONED_PACKAGES = ("apache-airflow", "astronomer-cosmos", "dlt", "dbt-core", "dbt-duckdb", "duckdb", "pyarrow")
 
-# What scripts/env.sh sets (telemetry, examples, dlt's Variables provider), so a script works unsourced.
-QUIET_ENV = {
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-    "DO_NOT_TRACK": "1",
-    "RUNTIME__DLTHUB_TELEMETRY": "false",
-    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    "PROVIDERS__ENABLE_AIRFLOW_SECRETS": "false",
-}
-
 
 def prepare_environment() -> dict[str, str]:
     """The project's environment (scripts/env.sh), telemetry off, a throwaway AIRFLOW_HOME and Cosmos cache.
@@ -53,8 +43,7 @@ def prepare_environment() -> dict[str, str]:
         sys.path.insert(0, str(PROJECT_ROOT))
     from include.mallard.environment import apply_project_environment
 
-    apply_project_environment()
-    os.environ.update(QUIET_ENV)
+    apply_project_environment()  # telemetry off, examples off, dlt's Variables provider off, ...
     if not os.environ.get("MALLARD_BENCH_AIRFLOW_HOME"):
         # Created by the top-level script, inherited by its children, removed when the script ends.
         os.environ["MALLARD_BENCH_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="mallard-bench-airflow-")

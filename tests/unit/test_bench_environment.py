@@ -21,7 +21,7 @@ def test_benchmarks_run_with_the_project_environment_without_sourcing_it(tmp_pat
     code = (
         "import json; from bench.common import prepare_environment; env = prepare_environment(); "
         "print(json.dumps({k: env.get(k) for k in ('AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY', "
-        "'PROVIDERS__ENABLE_AIRFLOW_SECRETS', 'AIRFLOW_HOME')}))"
+        "'PROVIDERS__ENABLE_AIRFLOW_SECRETS', 'DO_NOT_TRACK', 'AIRFLOW_HOME')}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env=bare_shell, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
@@ -29,4 +29,5 @@ def test_benchmarks_run_with_the_project_environment_without_sourcing_it(tmp_pat
     env = json.loads(result.stdout.strip().splitlines()[-1])
     assert env["AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY"] == "False"
     assert env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"
+    assert env["DO_NOT_TRACK"] == "1"  # telemetry off
     assert not env["AIRFLOW_HOME"].startswith(str(PROJECT_ROOT))  # a throwaway home, not the project's .airflow

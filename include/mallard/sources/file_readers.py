@@ -83,32 +83,36 @@ def _ending_at(data: bytes, newline: int) -> bytes:
     return b"\r\n" if newline > 0 and data[newline - 1 : newline] == b"\r" else b"\n"
 
 
-def _ends_differ(item: FileItemDict, head: bytes) -> bool:
-    """A cheap sample: the header and the last line of a local uncompressed file end differently."""
-    first = head.find(b"\n")
-    if first < 0 or not _is_local_file(item) or item.get("encoding") == "gzip":
-        return False
-    with Path(item.local_file_path).open("rb") as file:
-        file.seek(max(0, item["size_in_bytes"] - SAMPLE_BYTES))
-        tail = file.read()
-    return _ending_at(head, first) != _ending_at(tail, tail.rfind(b"\n"))
+def _is_local_uncompressed(item: FileItemDict) -> bool:
+    return _is_local_file(item) and item.get("encoding") != "gzip"
 
 
-def _last_line_bytes(item: FileItemDict) -> int:
-    """The length of the file's last line that is not blank, counted up to twice DuckDB's line limit.
-
-    A local uncompressed file is read from its end; any other is read through (one more pass).
-    """
+def _tail(item: FileItemDict) -> bytes:
+    """The file's last bytes, twice DuckDB's line limit: read from its end when it is local and
+    uncompressed, else read through (one more pass)."""
     window = 2 * CSV_MAX_LINE_BYTES
-    if _is_local_file(item) and item.get("encoding") != "gzip":
+    if _is_local_uncompressed(item):
         with Path(item.local_file_path).open("rb") as file:
             file.seek(max(0, item["size_in_bytes"] - window))
-            tail = file.read()
-    else:
-        tail = b""
-        with item.open() as file:
-            while chunk := file.read(1 << 20):
-                tail = (tail + chunk)[-window:]
+            return file.read()
+    tail = b""
+    with item.open() as file:
+        while chunk := file.read(1 << 20):
+            tail = (tail + chunk)[-window:]
+    return tail
+
+
+def _ends_differ(item: FileItemDict, head: bytes, tail: bytes) -> bool:
+    """A cheap sample: the header and the last line of a local uncompressed file end differently."""
+    first = head.find(b"\n")
+    if first < 0 or not _is_local_uncompressed(item):
+        return False
+    sample = tail[-SAMPLE_BYTES:]
+    return _ending_at(head, first) != _ending_at(sample, sample.rfind(b"\n"))
+
+
+def _last_line_bytes(tail: bytes) -> int:
+    """The length of the last line of `tail` that is not blank (all of `tail` when it holds no line end)."""
     content = tail.rstrip(b"\r\n\t ")
     return len(content) - content.rfind(b"\n") - 1
 
@@ -231,13 +235,14 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
         "na_values": list(layout.null_values),
         "buffer_size": CSV_BUFFER_BYTES,
     }
-    if (last_line := _last_line_bytes(item)) > CSV_MAX_LINE_BYTES:
+    tail = _tail(item)
+    if (last_line := _last_line_bytes(tail)) > CSV_MAX_LINE_BYTES:
         raise MalformedFileError(
             f"{name}: the last line is at least {last_line:,} bytes long, over DuckDB's line limit "
             f"({CSV_MAX_LINE_BYTES:,} bytes), and DuckDB would leave it out without an error. "
             "Fix: shorten or split that line, or remove the file"
         )
-    mixed = _ends_differ(item, head)
+    mixed = _ends_differ(item, head, tail)
     with duckdb.connect() as connection, ExitStack() as files:
 
         def read(mixed_endings: bool) -> Any:
