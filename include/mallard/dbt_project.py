@@ -387,7 +387,10 @@ def build_manifest(dbt_project_dir: Path) -> Path:
     os.environ.setdefault(WAREHOUSE_PATH_ENV, str(resolve_warehouse_path()))
     install_packages(dbt_project_dir)
     args = ["parse", "--project-dir", str(dbt_project_dir), "--profiles-dir", str(dbt_project_dir), "--quiet"]
-    result = dbtRunner().invoke([*args, "--target", PROFILE_TARGET])
+    # The profile and target as Cosmos passes them to the build task: dbt's partial parse state
+    # hashes both flags, so the task's first run re-uses this parse instead of parsing it all again.
+    profile = str(read_dbt_project(dbt_project_dir).get("profile"))
+    result = dbtRunner().invoke([*args, "--profile", profile, "--target", PROFILE_TARGET])
     if not result.success:
         raise DbtProjectError(f"dbt parse failed in {dbt_project_dir}: {result.exception}")
     record_fingerprint(dbt_project_dir)
