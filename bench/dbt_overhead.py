@@ -13,6 +13,13 @@ tables created directly in a DuckDB file (`--rows` rows each: this measures dbt,
   timed by the execution API's log lines (task started -> state success: what the task instance's
   start and end dates record); Cosmos's cached partial parse warm (one untimed run first).
 
+Both pass the profile and target flags Cosmos passes, and get the warehouse path of the runs, when
+`mallard manifest` parses the project: that parse is then warm for both. `warm=False` (what
+bench/scale.py does) replaces the untimed runs by one `dbt run --empty`, which creates every
+relation so that the first timed build replaces them as the others do. Either way, a timed run
+that re-parsed the whole project ("Unable to do partial parsing" in its log) is counted and
+reported.
+
 Pairs are interleaved (bare, Mallard, bare, Mallard, ...), so machine drift hits both. Prints, per
 size, the medians, the ratio (target <= 1.2) and the seconds added per dbt node (target <= 0.02).
 The watcher sensor tasks that run after the build are not part of either figure. With
@@ -43,8 +50,10 @@ from typing import Any
 
 from bench.common import PROJECT_ROOT, check_target, median, prepare_environment, print_rows, ratio, write_result
 from bench.generate_large_project import build_manifest, generate_project
+from include.mallard.dbt_project import PROFILE_TARGET, read_dbt_project
 
 RATIO_TARGET = 1.2
+FULL_PARSE = "Unable to do partial parsing"
 PER_NODE_TARGET_SECONDS = 0.02
 DAG_ID = "bench_dbt_overhead"
 BUILD_TASK = "dbt.dbt_producer_watcher"
@@ -144,16 +153,19 @@ def dbt_nodes(dbt_project_dir: Path) -> int:
     return sum(1 for node in manifest["nodes"].values() if node["resource_type"] in ("model", "test"))
 
 
-def time_bare(dbt_project_dir: Path, env: dict[str, str], dbt_command: str = "build") -> float:
+def time_bare(dbt_project_dir: Path, env: dict[str, str], dbt_args: tuple[str, ...] = ("build",)) -> float:
+    profile = str(read_dbt_project(dbt_project_dir)["profile"])
     command = [
         str(Path(sys.executable).with_name("dbt")),
-        dbt_command,
+        *dbt_args,
         "--project-dir",
         str(dbt_project_dir),
         "--profiles-dir",
         str(dbt_project_dir),
+        "--profile",
+        profile,
         "--target",
-        "duckdb",
+        PROFILE_TARGET,
         "--quiet",
     ]
     started = time.perf_counter()
@@ -227,12 +239,13 @@ def bench_size(
     count_xcom: bool = False,
     with_cosmos_producer: bool = False,
     scheduler: bool = False,
-    warm_bare_with: str = "build",
+    warm: bool = True,
 ) -> dict[str, Any]:
-    """Interleaved pairs at one project size, after one untimed run of each.
+    """Interleaved pairs at one project size, after one untimed run of each unless not `warm`.
 
-    `warm_bare_with="parse"` warms bare dbt's partial parse with `dbt parse` instead of a whole
-    `dbt build` (what bench/scale.py does to stay short; Mallard's untimed build runs either way).
+    Without them (bench/scale.py, to stay short), the runs start from the partial parse
+    `mallard manifest` wrote, and one `dbt run --empty` creates every relation first (zero rows),
+    so that every timed build replaces them: a first build that creates them was ~10% faster.
     """
     root = scratch / f"models_{models}"
     project = generate_project(root, sources=max(5, models // 20), models=models)
@@ -240,8 +253,6 @@ def bench_size(
     warehouse = root / "stack" / "warehouse" / "mallard.duckdb" if scheduler else root / "warehouse.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     tables = create_raw_tables(warehouse, project.dbt_project_dir, rows)
-    build_manifest(project.dbt_project_dir)
-    nodes = dbt_nodes(project.dbt_project_dir)
     dags = root / "dags"
     dags.mkdir()
     dag_file_text = DAG_FILE.format(dag_id=DAG_ID, dbt_dir=str(project.dbt_project_dir))
@@ -255,13 +266,22 @@ def bench_size(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__COSMOS__CACHE_DIR": str(root / "cosmos-cache"),
     }
-    print(f"  {models} models: {nodes} dbt nodes, {tables} raw tables of {rows} rows; warming up ...", flush=True)
+    build_manifest(project.dbt_project_dir, size_env)
+    nodes = dbt_nodes(project.dbt_project_dir)
+    print(f"  {models} models: {nodes} dbt nodes, {tables} raw tables of {rows} rows", flush=True)
     bare, mallard, cosmos = [], [], []
     pushes: dict[str, Any] = {}
+    bare_log, mallard_log = project.dbt_project_dir / "logs" / "dbt.log", root / "airflow.log"
     with build_timer(root, dags, size_env, dag_ids, scheduler) as run_build:
-        time_bare(project.dbt_project_dir, size_env, warm_bare_with)
-        for dag_id in dag_ids:
-            run_build(dag_id, "2024-01-01")
+        if warm:
+            print("    warming up: one untimed run of each", flush=True)
+            time_bare(project.dbt_project_dir, size_env)
+            for dag_id in dag_ids:
+                run_build(dag_id, "2024-01-01")
+        else:
+            print("    creating every relation, empty: an untimed `dbt run --empty`", flush=True)
+            time_bare(project.dbt_project_dir, size_env, ("run", "--empty"))
+        logs_from = {log: _size(log) for log in (bare_log, mallard_log)}
         for index in range(pairs):
             bare.append(time_bare(project.dbt_project_dir, size_env))
             mallard.append(run_build(DAG_ID, f"2024-01-{index + 2:02d}"))
@@ -270,6 +290,13 @@ def bench_size(
                 cosmos.append(run_build(COSMOS_DAG_ID, f"2024-01-{index + 2:02d}"))
                 line += f", with Cosmos's producer {cosmos[-1]:.2f} s"
             print(line, flush=True)
+    # Under --scheduler the task logs are the stack's: not counted.
+    full_parses = {
+        "bare": _count_since(bare_log, logs_from[bare_log], FULL_PARSE),
+        "mallard": None if scheduler else _count_since(mallard_log, logs_from[mallard_log], FULL_PARSE),
+    }
+    if any(full_parses.values()):
+        print(f"    WARNING: timed runs that parsed the whole project: {full_parses}", flush=True)
     if count_xcom:
         pushes = count_pushes(root, dags, size_env, dag_ids, pairs)
     bare_s, mallard_s = median(bare), median(mallard)
@@ -286,8 +313,23 @@ def bench_size(
         "cosmos_producer_seconds": [round(v, 3) for v in cosmos],
         "cosmos_producer_ratio": ratio(median(cosmos), bare_s) if cosmos else None,
         "xcom_pushes": pushes or None,
+        "warmed_up": warm,
+        "timed_full_parses": full_parses,
         "log": str(root / "airflow.log"),
     }
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _count_since(path: Path, offset: int, text: str) -> int:
+    """How many lines of `path` after byte `offset` contain `text`."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        file.seek(offset)
+        return sum(text.encode() in line for line in file)
 
 
 def count_pushes(root: Path, dags: Path, env: dict[str, str], dag_ids: tuple[str, ...], pairs: int) -> dict[str, Any]:

@@ -195,14 +195,18 @@ def _write_dbt_project(root: Path, tables: dict[str, list[str]], models: int) ->
     return dbt_dir, len(staging), intermediate_count, mart_count, tests
 
 
-def build_manifest(dbt_project_dir: Path) -> float:
-    """Run Mallard's `cli manifest` (dbt parse + fingerprint) in a new process; return its seconds."""
+def build_manifest(dbt_project_dir: Path, env: dict[str, str] | None = None) -> float:
+    """Run Mallard's `cli manifest` (dbt parse + fingerprint) in a new process; return its seconds.
+
+    `env`: the environment of the runs that follow (their warehouse path), so that dbt's partial
+    parse state written here matches theirs.
+    """
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "include.mallard.cli", "manifest", "--dbt-project-dir", str(dbt_project_dir)],
         check=True,
         cwd=dbt_project_dir,  # dbt writes logs/ into the working directory
-        env=prepare_environment(),
+        env=prepare_environment() if env is None else env,
         stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - start

@@ -13,7 +13,10 @@ machine load as its baseline:
   destination settings (Parquet load files, the same memory limit), into a new DuckDB file:
   what dlt costs without Mallard's split, drift checks and bookkeeping;
 - duckdb: DuckDB's own reader of the same file (`files` kinds only; SQLite's and PostgreSQL's
-  scanners are not built in, docs/stack-notes.md).
+  scanners are not built in, docs/stack-notes.md);
+- with `--compare-extract-gzip`, mallard_gzip: Mallard with dlt's default of gzipped extract
+  files (`SOURCES__DATA_WRITER__DISABLE_COMPRESSION=false`; Mallard and dlt alone write them
+  uncompressed, include/mallard/ingest.py).
 
 Kinds: python (a generator of dicts, in pages of 10,000), synthetic (the demo shop's customers,
 a full-refresh table: N customers, no orders), rest_api (a page-number API served from this
@@ -26,8 +29,9 @@ Peak RSS is each child's own `ru_maxrss` (os.wait4).
 
 Then the dbt side, at each of `--dbt-models` (`--dbt-models ""`: none): Mallard's `dbt build`
 task beside the same `dbt build` bare, the seconds each adds per dbt node, in `--dbt-pairs`
-interleaved pairs (bench/dbt_overhead.py's measurement; bare dbt's partial parse is warmed with
-`dbt parse` here, to keep the script short; run bench/dbt_overhead.py for more pairs).
+interleaved pairs (bench/dbt_overhead.py's measurement, with one `dbt run --empty` instead of its
+untimed warm-up builds: both sides start from the partial parse `mallard manifest` wrote, and a
+timed run that parsed the whole project is reported; run bench/dbt_overhead.py for more pairs).
 Results: bench/results/scale.json.
 """
 
@@ -228,7 +232,9 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
     interval = Interval(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
     os.environ["MALLARD_WAREHOUSE_PATH"] = str(root / "warehouse.duckdb")
     os.environ["MALLARD_WORK_DIR"] = str(root / "work")
-    if what == "mallard":
+    if what.startswith("mallard"):
+        if what == "mallard_gzip":
+            os.environ[ingest.EXTRACT_COMPRESSION_OFF_ENV] = "false"
         work_dir = ingest.run_work_dir("bench_scale", "run", source.name)
         ingest.extract(source, interval, work_dir)
         ingest.load(source, work_dir)
@@ -236,7 +242,8 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
         from include.mallard.sources.registry import build_resources
 
         pipeline = ingest.warehouse_pipeline(source, root / "dlt")  # MALLARD_WAREHOUSE_PATH, set above
-        pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
+        with ingest.dlt_settings({ingest.EXTRACT_COMPRESSION_OFF_ENV: "true"}, overriding=False):
+            pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(f"select count(*) from {source.dataset_name}.{table}").fetchone()[0]
     return {"seconds": time.perf_counter() - imported, "rows": rows}
@@ -286,6 +293,7 @@ def _measure_kind(
     table: list[tuple[Any, ...]],
     sql_backend: str = "pyarrow",
     serial: bool = False,
+    compare_extract_gzip: bool = False,
 ) -> None:
     """Mallard, dlt alone (and DuckDB for files) for `kind` at each row count; appends to `measured` and `table`."""
     for rows in row_counts:
@@ -311,6 +319,7 @@ def _measure_kind(
         source_file.write_text(source_yaml(kind, rows, data, base_url, sql_backend))
         env[SQL_URL_ENV] = os.environ.get(SQL_URL_ENV, "")
         whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
+        whats += ["mallard_gzip"] if compare_extract_gzip else []
         print(f"{kind} {rows:,}: {', '.join(whats)} ...", flush=True)
         results = run_children(whats, source_file, case, data, env, TABLES.get(kind, "events"), serial)
         for what, result in results.items():
@@ -325,6 +334,14 @@ def _measure_kind(
         entry["ratio_to_dlt"] = ratio(mallard["rows_per_second"], results["dlt"]["rows_per_second"])
         if "duckdb" in results:
             entry["ratio_to_duckdb"] = ratio(mallard["rows_per_second"], results["duckdb"]["rows_per_second"])
+        if "mallard_gzip" in results:
+            gzipped = results["mallard_gzip"]
+            entry["ratio_to_gzip_extract"] = ratio(mallard["rows_per_second"], gzipped["rows_per_second"])
+            print(
+                f"  Mallard with gzipped extract files: {gzipped['rows_per_second']:,} rows/s, "
+                f"{gzipped['peak_rss_mb']} MB; uncompressed is {entry['ratio_to_gzip_extract']}x as fast",
+                flush=True,
+            )
         measured.append(entry)
         table.append(
             (
@@ -394,6 +411,9 @@ def main() -> int:
     parser.add_argument("--dbt-models", default="100,1000", help='comma-separated dbt project sizes ("" for none)')
     parser.add_argument("--dbt-pairs", type=int, default=1, help="interleaved bare/Mallard dbt build pairs per size")
     parser.add_argument("--serial", action="store_true", help="one process at a time instead of a case's all at once")
+    parser.add_argument(
+        "--compare-extract-gzip", action="store_true", help="also Mallard with dlt's gzipped extract files"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     env = prepare_environment()
@@ -405,11 +425,22 @@ def main() -> int:
     with _postgres("sql_postgres" in kinds) as postgres_uri:
         for kind in kinds:
             row_counts = [int(r) for r in args.rows.split(",")]
-            _measure_kind(kind, row_counts, scratch, env, postgres_uri, measured, table, args.sql_backend, args.serial)
+            _measure_kind(
+                kind,
+                row_counts,
+                scratch,
+                env,
+                postgres_uri,
+                measured,
+                table,
+                args.sql_backend,
+                args.serial,
+                args.compare_extract_gzip,
+            )
 
     growth = report_ingestion(measured, table, args.serial) if measured else {}
     dbt_sizes = [
-        dbt_overhead.bench_size(int(models), args.dbt_pairs, 1000, scratch / "dbt", env, warm_bare_with="parse")
+        dbt_overhead.bench_size(int(models), args.dbt_pairs, 1000, scratch / "dbt", env, warm=False)
         for models in args.dbt_models.split(",")
         if models.strip()
     ]
