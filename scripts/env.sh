@@ -11,6 +11,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 # on the machine; keep it with this Airflow home instead.
 export AIRFLOW__COSMOS__CACHE_DIR="${AIRFLOW__COSMOS__CACHE_DIR:-$AIRFLOW_HOME/cosmos}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
+# After a loop that found nothing to do, the scheduler sleeps this long; a task that just ended
+# waits for it before the next one is queued. At Airflow's 1 s those waits were 10.8 s of the
+# demo run's 32.0 s, at 0.25 s 2.2 s of 23.3 s (bench/e2e.py --demo). An idle scheduler then uses
+# 6-7% of a core instead of 2%, and sends 60 commits/s to PostgreSQL instead of 34
+# (bench/scheduler_idle.py; at 0.1 s: 15% and 103, for no faster run).
+export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.25}"
 # Cosmos's watcher producer otherwise rewrites one Airflow Variable holding every node's result
 # on each of its ~5 XCom pushes per node (23 ms each): about half of the per-node overhead of the
 # `dbt build` task. What it protects: a producer hard-killed (SIGKILL, OOM) and then cleared

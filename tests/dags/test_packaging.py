@@ -93,9 +93,12 @@ def test_dockerfile_builds_the_manifest_and_sets_the_import_path():
 
 def test_the_image_sets_the_same_fixed_environment_as_the_local_stack():
     """A setting of scripts/env.sh that is not a local path must reach the Astro image as well."""
-    local = dict(re.findall(r"^export (\w+)=([^$\n]+)$", (PROJECT_ROOT / "scripts" / "env.sh").read_text(), re.M))
+    env_sh = (PROJECT_ROOT / "scripts" / "env.sh").read_text()
+    local = dict(re.findall(r"^export (\w+)=([^$\n]+)$", env_sh, re.M))
+    # `export NAME="${NAME:-value}"`: a default the shell may override; the image gets the default.
+    local |= dict(re.findall(r'^export (\w+)="\$\{\1:-([^$}\n]+)\}"$', env_sh, re.M))
     fixed = {name: value for name, value in local.items() if not name.startswith("AIRFLOW__CORE__")}
-    assert "PROVIDERS__ENABLE_AIRFLOW_SECRETS" in fixed
+    assert "PROVIDERS__ENABLE_AIRFLOW_SECRETS" in fixed and "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME" in fixed
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     missing = [f"{name}={value}" for name, value in fixed.items() if f"{name}={value}" not in dockerfile]
     assert not missing, f"set these in the Dockerfile's ENV too: {missing}"

@@ -11,6 +11,7 @@ from scripts.airflow_stack import PostgresCluster, StackConfig, stack_env
 
 def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path: Path):
     shared_shell = {**os.environ, "AIRFLOW__COSMOS__CACHE_DIR": "/tmp/cosmos-of-the-shell"}
+    shared_shell.pop("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", None)
     first = stack_env(StackConfig(airflow_home=tmp_path / "a", port=18080), base=shared_shell)
     second = stack_env(StackConfig(airflow_home=tmp_path / "b", port=18081), base=shared_shell)
     for env, home in ((first, tmp_path / "a"), (second, tmp_path / "b")):
@@ -19,6 +20,8 @@ def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path
         assert env["AIRFLOW__COSMOS__CACHE_DIR"] == str(home / "cosmos")
         assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
         assert env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"  # from scripts/env.sh
+        # A finished task waits at most this long for the next to be queued (scripts/env.sh).
+        assert float(env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"]) < 1.0
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
 
 
