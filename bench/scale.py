@@ -223,7 +223,7 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
 
     import duckdb
 
-    from include.mallard import ingest
+    from include.mallard import dlt_steps, ingest
     from include.mallard.config.loader import parse_source_file
     from include.mallard.interval import Interval
 
@@ -234,7 +234,7 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
     os.environ["MALLARD_WORK_DIR"] = str(root / "work")
     if what.startswith("mallard"):
         if what == "mallard_gzip":
-            os.environ[ingest.EXTRACT_COMPRESSION_OFF_ENV] = "false"
+            os.environ[dlt_steps.EXTRACT_COMPRESSION_OFF_ENV] = "false"
         work_dir = ingest.run_work_dir("bench_scale", "run", source.name)
         ingest.extract(source, interval, work_dir)
         ingest.load(source, work_dir)
@@ -242,7 +242,7 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
         from include.mallard.sources.registry import build_resources
 
         pipeline = ingest.warehouse_pipeline(source, root / "dlt")  # MALLARD_WAREHOUSE_PATH, set above
-        with ingest.dlt_settings({ingest.EXTRACT_COMPRESSION_OFF_ENV: "true"}, overriding=False):
+        with dlt_steps.dlt_settings({dlt_steps.EXTRACT_COMPRESSION_OFF_ENV: "true"}, overriding=False):
             pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(f"select count(*) from {source.dataset_name}.{table}").fetchone()[0]

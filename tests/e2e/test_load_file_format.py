@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from include.mallard import ingest
+from include.mallard import dlt_steps, ingest
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
 from include.mallard.paths import PROJECT_ROOT
@@ -181,15 +181,15 @@ def _extracted_file_heads(work_dir: Path) -> list[bytes]:
 def test_extract_files_are_uncompressed_unless_the_user_keeps_dlts_gzip(warehouse, tmp_path, monkeypatch, user_setting):
     """dlt gzips what extract writes for normalize to read back: a fifth of a row-based extract's time."""
     if user_setting is None:
-        monkeypatch.delenv(ingest.EXTRACT_COMPRESSION_OFF_ENV, raising=False)
+        monkeypatch.delenv(dlt_steps.EXTRACT_COMPRESSION_OFF_ENV, raising=False)
     else:
-        monkeypatch.setenv(ingest.EXTRACT_COMPRESSION_OFF_ENV, user_setting)
+        monkeypatch.setenv(dlt_steps.EXTRACT_COMPRESSION_OFF_ENV, user_setting)
     source = _source(tmp_path, "plain", "many_rows", {"rows": 25_000})
     pipeline = ingest.warehouse_pipeline(source, tmp_path / "work")
-    ingest.extract_items(pipeline, [many_rows(START, END, 25_000)])
+    dlt_steps.extract_items(pipeline, [many_rows(START, END, 25_000)])
 
     heads = _extracted_file_heads(tmp_path / "work")
     assert all(head == b"\x1f\x8b" for head in heads) == (user_setting == "false"), heads
-    assert os.environ.get(ingest.EXTRACT_COMPRESSION_OFF_ENV) == user_setting  # the setting ends with the extract
-    ingest.normalize_in_process(pipeline)  # the files read back: every row reaches a load file
+    assert os.environ.get(dlt_steps.EXTRACT_COMPRESSION_OFF_ENV) == user_setting  # the setting ends with the extract
+    dlt_steps.normalize_in_process(pipeline)  # the files read back: every row reaches a load file
     assert pipeline.last_trace.last_normalize_info.row_counts["events"] == 25_000

@@ -63,7 +63,7 @@ def dry_extract(config: SourceConfig, pages: int = PREVIEW_PAGES, rows: int = PR
     """Extract and normalize up to `pages` pages of each table of `config`; the warehouse is untouched."""
     import dlt
 
-    from include.mallard.ingest import normalize_in_process
+    from include.mallard.dlt_steps import normalize_in_process
     from include.mallard.sources.registry import build_resources
 
     items = [item.add_limit(pages) for item in build_resources(config, _wide_interval())]
