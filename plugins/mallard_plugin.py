@@ -10,6 +10,9 @@ and of Cosmos's dbt docs view.
   AIRFLOW__COSMOS__DBT_DOCS_PROJECTS in scripts/env.sh and the Dockerfile), which Cosmos
   registers through its own entry point without any.
 
+- A listener (include/mallard/worker_preload.py) imports dlt and dbt into the scheduler before the
+  LocalExecutor forks the processes that run tasks, so each task starts with them imported.
+
 Every Airflow process imports plugins (task processes for listeners and macros), but only the
 api-server serves the apps: the app is built on first access of `fastapi_apps`, so the other
 processes never import Airflow's FastAPI security module.
@@ -23,6 +26,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from include.mallard import worker_preload
 from include.mallard.ui.html import ICON
 
 URL_PREFIX = "/mallard"
@@ -50,6 +54,8 @@ def _cosmos_auth() -> Any:
 
 class MallardPlugin(AirflowPlugin):
     name = "mallard"
+    # In the scheduler: imports dlt and dbt before the LocalExecutor forks its task processes.
+    listeners = [worker_preload]
     external_views = [
         {
             "name": "Mallard",

@@ -27,7 +27,7 @@ import pytest
 
 from include.mallard.dbt_group import BUILD_TASK_ID
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
-from scripts.airflow_stack import AirflowStack
+from scripts.airflow_stack import AirflowStack, stack_processes
 from tests.e2e.airflow_api import (
     RUN_TIMEOUT,
     Api,
@@ -268,3 +268,26 @@ def test_reprocessing_backfilled_days_reloads_them_exactly(stack: AirflowStack):
     assert model_reruns and test_reruns, "expected Cosmos's retry path: each node re-run by its own task"
     _assert_days_loaded_exactly(stack, dt.datetime(2024, 2, 2, tzinfo=dt.UTC), dt.datetime(2024, 2, 4, tzinfo=dt.UTC))
     assert sum(text.count(LOCK_ERROR_TEXT) for text in logs) == 0
+
+
+def _maps_duckdb(pid: int) -> bool:
+    """The process has DuckDB's extension module mapped: something in it imported duckdb."""
+    try:
+        return "_duckdb.cpython" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # exited meanwhile
+        return False
+
+
+def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack: AirflowStack):
+    """worker_preload imports the task libraries into the scheduler before the LocalExecutor forks
+    its workers (the processes that fork each task): the workers already have DuckDB loaded, and
+    the scheduler says what it imported. Without the listener nothing in the scheduler imports it."""
+    scheduler = next(component for component in stack.components if component.name == "scheduler")
+    log = scheduler.log_path.read_text(errors="replace")[scheduler.log_offset :]
+    assert "task libraries imported for the LocalExecutor's task processes" in log, log[-3000:]
+    processes = stack_processes([scheduler.info.pid])
+    workers = [pid for pid, info in processes.items() if info.ppid == scheduler.info.pid]
+    assert workers, f"no child process of the scheduler ({scheduler.info.pid}): is the executor the LocalExecutor?"
+    assert _maps_duckdb(scheduler.info.pid)
+    without = [pid for pid in workers if not _maps_duckdb(pid)]
+    assert not without, f"scheduler children without DuckDB imported: {without} of {workers}"
