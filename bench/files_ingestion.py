@@ -104,6 +104,31 @@ def duckdb_native_load(csv_path: Path, database: Path, over: Path | None = None)
     return {"rows": rows, "seconds": round(elapsed(), 3), "warehouse_mib": round(database.stat().st_size / 2**20, 1)}
 
 
+def duckdb_two_step_load(csv_path: Path, database: Path) -> dict[str, Any]:
+    """DuckDB alone, through a Parquet file between the two steps, as any extract-then-load design has.
+
+    Step one writes the CSV's rows to Parquet (DuckDB's own multi-threaded writer), step two loads
+    that file into a new database file. No dlt, no memory limit: the best such a design can do.
+    """
+    import duckdb
+
+    _start_from(database, None)
+    parquet = database.with_name("extracted.parquet")
+    with stopwatch() as extract_seconds, duckdb.connect() as connection:
+        connection.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet}' (FORMAT parquet)")
+    with stopwatch() as load_seconds, duckdb.connect(str(database)) as connection:
+        connection.execute(f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet('{parquet}')")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute("SELECT count(*) FROM t").fetchone()[0]
+    return {
+        "rows": rows,
+        "extract_normalize_seconds": round(extract_seconds(), 3),
+        "load_seconds": round(load_seconds(), 3),
+        "seconds": round(extract_seconds() + load_seconds(), 3),
+        "warehouse_mib": round(database.stat().st_size / 2**20, 1),
+    }
+
+
 def use_reader_variant(variant: str) -> None:
     """Swap the CSV reader of Mallard's files source for one of READER_VARIANTS (in this process only)."""
     from include.mallard.sources import file_readers, files
@@ -186,7 +211,7 @@ def _rss_mb() -> float:
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     # Import what an ingestion task imports before measuring, so `rss_after_imports_mb` is the fixed part.
-    if args.what != "native":
+    if args.what in ("mallard", "imports"):
         import dlt  # noqa: F401
 
         from include.mallard import ingest  # noqa: F401
@@ -198,6 +223,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     over = Path(args.over) if args.over else None
     if args.what == "native":
         result |= duckdb_native_load(Path(args.csv), Path(args.root) / "native.duckdb", over)
+    elif args.what == "two_step":
+        result |= duckdb_two_step_load(Path(args.csv), Path(args.root) / "two_step.duckdb")
     elif args.what == "mallard":
         if args.profile_to:
             import cProfile
@@ -231,7 +258,7 @@ def run_child(
     profile_to: Path | None = None,
     over: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one measurement (`native`, `mallard` or `imports`) in a new process; add its peak RSS.
+    """Run one measurement (`native`, `two_step`, `mallard` or `imports`) in a new process; add its peak RSS.
 
     With `over`, the run's database starts as a copy of that file (copied before the timing).
 
@@ -254,7 +281,7 @@ def run_child(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="One benchmark measurement (run by bench/ingest.py, memory.py).")
-    parser.add_argument("--what", choices=("native", "mallard", "imports"), required=True)
+    parser.add_argument("--what", choices=("native", "two_step", "mallard", "imports"), required=True)
     parser.add_argument("--csv", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--variant", choices=tuple(READER_VARIANTS), default="current")

@@ -14,7 +14,6 @@ or empty follows its `on_empty` (docs/sources.md).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,8 +27,6 @@ from include.mallard.paths import resolve_project_path
 from include.mallard.sources.empty_input import apply_policy
 from include.mallard.sources.file_readers import CsvLayout, csv_batches, jsonl_rows, parquet_batches
 from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
-
-log = logging.getLogger(__name__)
 
 FILE_COLUMN = "_file_path"
 
