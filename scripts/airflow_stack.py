@@ -73,6 +73,8 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8080
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STATE_FILE_NAME = "stack.json"
+# Where tasks report to the api-server; its first request builds the app (warm_execution_api).
+EXECUTION_API_HEALTH = "/execution/health"
 
 # Start order; stop order is scheduler first (no new task starts), then the Celery workers, then
 # the api-server with the rest (running tasks report their final state through it while they shut
@@ -849,6 +851,7 @@ class AirflowStack:
                 self._spawn_worker(worker)
             self._write_state()
             self.wait_until_healthy(timeout)
+            self.warm_execution_api()
             self.check_loopback_only()
         except BaseException:
             self.stop()
@@ -912,6 +915,21 @@ class AirflowStack:
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.config.url}/api/v2/monitor/health", timeout=5) as response:
             return json.load(response)
+
+    def warm_execution_api(self) -> None:
+        """Ask the api-server's task execution API once before any task does.
+
+        Its first request builds the versioned app (~3 s on 2 cores, docs/benchmarks.md), and the
+        first tasks of the first run otherwise wait for it, each one holding a worker.
+        """
+        try:
+            with urllib.request.urlopen(f"{self.config.url}{EXECUTION_API_HEALTH}", timeout=60) as response:
+                response.read()
+        except OSError as error:
+            raise StackError(
+                f"the api-server's task execution API ({self.config.url}{EXECUTION_API_HEALTH}) did not answer: "
+                f"{error}; tasks could not start. Log: {self.stack_dir / 'api-server.log'}"
+            ) from error
 
     def wait_until_healthy(self, timeout: float) -> None:
         """Wait until the api-server answers and reports every component healthy since this start."""

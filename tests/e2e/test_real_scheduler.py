@@ -27,7 +27,7 @@ import pytest
 
 from include.mallard.dbt_group import BUILD_TASK_ID
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
-from scripts.airflow_stack import AirflowStack, stack_processes
+from scripts.airflow_stack import EXECUTION_API_HEALTH, AirflowStack, stack_processes
 from tests.e2e.airflow_api import (
     RUN_TIMEOUT,
     Api,
@@ -291,3 +291,12 @@ def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack
     assert _maps_duckdb(scheduler.info.pid)
     without = [pid for pid in workers if not _maps_duckdb(pid)]
     assert not without, f"scheduler children without DuckDB imported: {without} of {workers}"
+
+
+def test_the_stack_asks_the_execution_api_before_any_task_does(stack: AirflowStack):
+    """The execution API's first request is slow (it builds the app); the stack makes it, not a task."""
+    api_server = next(component for component in stack.components if component.name == "api-server")
+    log = api_server.log_path.read_text(errors="replace")[api_server.log_offset :]
+    requests = [line for line in log.splitlines() if "path=/execution/" in line]
+    assert requests, "no request reached the execution API"
+    assert f"path={EXECUTION_API_HEALTH}" in requests[0], requests[:3]
