@@ -382,7 +382,8 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
             continue
         start, end = _time(ti["start_date"]), _time(ti["end_date"])
         offsets = [round((moment - run_start).total_seconds(), 2) for moment in (start, end)]
-        timeline.append([ti["task_id"], *offsets])
+        queued_at = round((_time(ti["queued_when"]) - run_start).total_seconds(), 2) if ti.get("queued_when") else None
+        timeline.append([ti["task_id"], *offsets, queued_at])
         kind = by_kind.setdefault(task_kind(ti), {"tasks": 0, "seconds": 0.0})
         kind["tasks"] += 1
         kind["seconds"] += (end - start).total_seconds()
@@ -401,8 +402,10 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
         "pool_busy_seconds": round(_union_seconds(pooled), 1),
         "scheduling_gap_seconds": round(wall - busy, 1),
         "queued_to_start_seconds_median": round(median(queued), 2) if queued else None,
+        "queued_to_start_seconds_max": round(max(queued), 2) if queued else None,
         "queued_to_start_seconds_sum": round(sum(queued), 1),
-        # Each task's start and end, seconds from the run's start: the critical path can be read off.
+        # Each task's start, end and when it was queued, seconds from the run's start: the
+        # critical path can be read off.
         "timeline": sorted(timeline, key=lambda row: row[1]),
     }
 
@@ -594,7 +597,10 @@ def compare_preload(
         for setting in ("off", "on"):
             print(f"== preload {setting} (pair {pair + 1}/{args.preload_pairs})", flush=True)
             root = workload.root / f"stack_preload_{setting}_{pair}"
-            env = {PRELOAD_ENV: "true" if setting == "on" else "false"}
+            env = {
+                PRELOAD_ENV: "true" if setting == "on" else "false",
+                "AIRFLOW__CORE__PARALLELISM": str(args.parallelism),
+            }
             runs = runs_on_a_stack(workload, root, start, end, args.runs, env)
             measured[setting].append([run["trigger_to_end_seconds"] for run in runs])
             memory[setting].append(runs[0]["scheduler_and_workers_pss_mb_before_runs"])
@@ -642,7 +648,8 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
     load_after_bare = _load_average()
 
     print("== Mallard under the real scheduler", flush=True)
-    runs = runs_on_a_stack(workload, workload.root / "stack", start, end, args.runs)
+    parallelism = {"AIRFLOW__CORE__PARALLELISM": str(args.parallelism)}
+    runs = runs_on_a_stack(workload, workload.root / "stack", start, end, args.runs, parallelism)
     preload = compare_preload(workload, start, end, args, bare["wall_seconds"]) if args.compare_preload else None
     later = runs[1:] or runs
     # The run of record: the median of the runs after the stack's first (the first when there is
@@ -724,6 +731,12 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
         ("imports (bare)", "-", "-", steps["imports"]),
         ("tasks busy (union of spans)", "-", airflow["busy_seconds"], "-"),
         ("scheduling gaps (run - busy)", "-", airflow["scheduling_gap_seconds"], "-"),
+        (
+            "queued to started, median / max",
+            "-",
+            f"{airflow['queued_to_start_seconds_median']} / {airflow['queued_to_start_seconds_max']}",
+            "-",
+        ),
     ]
     print_rows(
         "Where the time goes (seconds; Mallard dbt run/test = the watcher tasks; bare = node execution times)",
@@ -849,6 +862,9 @@ def main() -> int:
         help="also stacks with the scheduler's preload of dlt and dbt off and on, alternated",
     )
     parser.add_argument("--preload-pairs", type=int, default=2, help="off/on stack pairs of --compare-preload")
+    parser.add_argument(
+        "--parallelism", type=int, default=8, help="the LocalExecutor's workers (AIRFLOW__CORE__PARALLELISM)"
+    )
     parser.add_argument("--backfill-days", type=int, default=7)
     parser.add_argument("--single-runs", type=int, default=1, help="single-day runs measured as the backfill baseline")
     parser.add_argument("--skip-e2e", action="store_true", help="only the backfill benchmark")

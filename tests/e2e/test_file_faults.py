@@ -203,6 +203,16 @@ def test_a_last_line_longer_than_duckdbs_line_limit_fails_naming_the_file(runner
     _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv*'}"), "b.csv", "the last line is at least")
 
 
+def test_a_long_line_before_more_blank_lines_than_the_checked_tail_fails_naming_the_file(runner):
+    # Mallard's last-line check reads the file's last 4 MiB: here only blank lines. The long line
+    # above them is then DuckDB's to catch, and it must fail the extract, not drop the row.
+    _good_first_run(runner, "{name: items, glob: '*.csv'}")
+    blank_tail = "\n" * (3 * file_readers.CSV_MAX_LINE_BYTES)
+    content = "id,name,qty\n" + _rows(1_000) + "1000," + "z" * (5 << 20) + ",3\n" + blank_tail
+    runner.put("b.csv", content.encode())
+    _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv'}"), "b.csv")
+
+
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
