@@ -76,6 +76,14 @@ def _source_tables(sources: int, staging_models: int) -> dict[str, list[str]]:
     return dict(sorted(tables.items()))
 
 
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` unless the file holds it already: a reused project keeps its files' times, so the
+    signature recorded with its manifest stays valid, as in a deployment whose files did not change
+    (a rewritten file would make every parse hash all 2,000 files instead)."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
 def _write_source_configs(root: Path, tables: dict[str, list[str]]) -> Path:
     sources_dir = root / "sources"
     sources_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +102,7 @@ def _write_source_configs(root: Path, tables: dict[str, list[str]]) -> Path:
                 if index % 3 == 1:  # some incremental tables, as in real configs
                     lines.append("    cursor: updated_at")
             text = "\n".join(lines) + "\n"
-        (sources_dir / f"{name}.yml").write_text(text, encoding="utf-8")
+        _write_if_changed(sources_dir / f"{name}.yml", text)
     return sources_dir
 
 
@@ -142,16 +150,16 @@ def _model_yml(name: str, description: str, relationship_to: str | None = None) 
 
 
 def _write_model(folder: Path, name: str, sql: str, yml: str) -> None:
-    (folder / f"{name}.sql").write_text(sql, encoding="utf-8")
-    (folder / f"{name}.yml").write_text(yml, encoding="utf-8")
+    _write_if_changed(folder / f"{name}.sql", sql)
+    _write_if_changed(folder / f"{name}.yml", yml)
 
 
 def _write_dbt_project(root: Path, tables: dict[str, list[str]], models: int) -> tuple[Path, int, int, int, int]:
     dbt_dir = root / "dbt"
     for layer in ("staging", "intermediate", "marts"):
         (dbt_dir / "models" / layer).mkdir(parents=True, exist_ok=True)
-    (dbt_dir / "dbt_project.yml").write_text(DBT_PROJECT_YML, encoding="utf-8")
-    (dbt_dir / "profiles.yml").write_text(PROFILES_YML, encoding="utf-8")
+    _write_if_changed(dbt_dir / "dbt_project.yml", DBT_PROJECT_YML)
+    _write_if_changed(dbt_dir / "profiles.yml", PROFILES_YML)
 
     staging: list[str] = []
     for source, source_tables in tables.items():
@@ -159,7 +167,7 @@ def _write_dbt_project(root: Path, tables: dict[str, list[str]], models: int) ->
         folder.mkdir(exist_ok=True)
         table_lines = "".join(f"      - name: {table}\n" for table in source_tables)
         sources_yml = f"version: 2\nsources:\n  - name: {source}\n    schema: raw_{source}\n    tables:\n{table_lines}"
-        (folder / f"_{source}__sources.yml").write_text(sources_yml, encoding="utf-8")
+        _write_if_changed(folder / f"_{source}__sources.yml", sources_yml)
         for table in source_tables:
             name = f"stg_{source}__{table}"
             sql = f"select id, updated_at, cast(id as varchar) as label\nfrom {{{{ source('{source}', '{table}') }}}}\n"
@@ -278,7 +286,7 @@ def write_mallard_dag(folder: Path, sources_dir: Path, dbt_project_dir: Path) ->
     """A DAG folder whose one file builds Mallard's DAG from `sources_dir` and `dbt_project_dir`."""
     folder.mkdir(parents=True, exist_ok=True)
     text = MALLARD_DAG_FILE.format(sources_dir=str(sources_dir), dbt_project_dir=str(dbt_project_dir))
-    (folder / "mallard_elt.py").write_text(text, encoding="utf-8")
+    _write_if_changed(folder / "mallard_elt.py", text)
     return folder
 
 
@@ -286,7 +294,7 @@ def write_cosmos_dag(folder: Path, dbt_project_dir: Path, profile: str) -> Path:
     """A DAG folder whose one file renders `dbt_project_dir` with Cosmos alone."""
     folder.mkdir(parents=True, exist_ok=True)
     text = COSMOS_DAG_FILE.format(dbt_project_dir=str(dbt_project_dir), profile=profile)
-    (folder / "cosmos_only.py").write_text(text, encoding="utf-8")
+    _write_if_changed(folder / "cosmos_only.py", text)
     return folder
 
 

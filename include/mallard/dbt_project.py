@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from include.mallard.dbt_files import project_files
 from include.mallard.warehouse import (
     WAREHOUSE_PATH_ENV,
     Warehouse,
@@ -45,9 +46,6 @@ FRESHNESS_SOURCES_RELATIVE_PATH = Path("target") / "mallard_freshness_sources.js
 # manifest for the same reason: the Assets a DAG declares are named from them at parse time.
 RELATIONS_RELATIVE_PATH = Path("target") / "mallard_relations.json"
 _BUILT_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
-# What `dbt parse` reads: a change to any of these makes the manifest stale.
-_PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
-_SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
 PROFILE_TARGET = "duckdb"
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 DEFAULT_PACKAGES_PATH = "dbt_packages"
@@ -180,19 +178,6 @@ def _local_package_dirs(dbt_project_dir: Path) -> list[tuple[str, Path]]:
     ]
 
 
-def _files_under(root: Path) -> list[Path]:
-    files = []
-    for folder, subfolders, names in os.walk(root):
-        # Never descend into target/, logs/, dbt_packages/: target/ alone holds thousands of files.
-        subfolders[:] = [name for name in subfolders if name not in _SKIPPED_FOLDERS]
-        files += [path for name in names if (path := Path(folder, name)).suffix in _PROJECT_FILE_SUFFIXES]
-    return sorted(path for path in files if path.is_file())
-
-
-def _project_files(dbt_project_dir: Path) -> list[Path]:
-    return _files_under(dbt_project_dir)
-
-
 def project_fingerprint(dbt_project_dir: Path) -> str:
     """A hash of every file `dbt parse` reads (paths and contents), local packages' files included.
 
@@ -200,12 +185,12 @@ def project_fingerprint(dbt_project_dir: Path) -> str:
     change on its own, and dbt_packages/ only links to it. Cheap enough for parse time.
     """
     digest = hashlib.sha256()
-    for path in _project_files(dbt_project_dir):
-        digest.update(str(path.relative_to(dbt_project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for file in project_files(dbt_project_dir):
+        digest.update(file.relative.encode() + b"\0" + Path(file.path).read_bytes() + b"\0")
     for declared, root in _local_package_dirs(dbt_project_dir):
         digest.update(f"local:{declared}".encode() + (b"\0" if root.is_dir() else b"\0missing\0"))
-        for path in _files_under(root) if root.is_dir() else []:
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        for file in project_files(root) if root.is_dir() else []:
+            digest.update(file.relative.encode() + b"\0" + Path(file.path).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -219,10 +204,9 @@ def files_signature(dbt_project_dir: Path) -> tuple[str, int]:
     packages = [(f"local:{declared}", root) for declared, root in _local_package_dirs(dbt_project_dir)]
     for label, root in [("project", dbt_project_dir), *packages]:
         digest.update(label.encode() + b"\0")
-        for path in _files_under(root) if root.is_dir() else []:
-            stat = path.stat()
-            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-            newest = max(newest, stat.st_mtime_ns)
+        for file in project_files(root) if root.is_dir() else []:
+            digest.update(f"{file.relative}\0{file.size}\0{file.mtime_ns}\0".encode())
+            newest = max(newest, file.mtime_ns)
     return digest.hexdigest(), newest
 
 

@@ -77,3 +77,52 @@ def test_a_changed_file_makes_the_manifest_stale(project, change):
     change(project)
     with pytest.raises(DbtProjectError, match="stale"):
         check_manifest_is_fresh(project)
+
+
+def test_only_the_files_dbt_parse_reads_count(project):
+    """Build output, logs, installed packages, other suffixes and symlinked folders do not make it stale."""
+    (project / "target" / "run_results.json").write_text("{}")
+    (project / "logs").mkdir()
+    (project / "logs" / "dbt.log").write_text("log")
+    (project / "dbt_packages" / "pkg" / "models").mkdir(parents=True)
+    (project / "dbt_packages" / "pkg" / "models" / "m.sql").write_text("select 1")
+    (project / "models" / "notes.txt").write_text("not read by dbt")
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.sql").write_text("select 1")
+    (project / "models" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert check_manifest_is_fresh(project)
+
+
+def test_a_symlinked_file_counts_with_its_target(project):
+    target = project.parent / "shared.sql"
+    target.write_text("select 1 as id\n")
+    (project / "models" / "shared.sql").symlink_to(target)
+    with pytest.raises(DbtProjectError, match="stale"):
+        check_manifest_is_fresh(project)
+
+
+def _fingerprint_as_pathlib_walks(root):
+    """The fingerprint as it was computed before the walk used os.scandir: Path objects, Path order."""
+    import hashlib
+
+    paths = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in {"target", "logs", "dbt_packages"}]
+        paths += [path for name in names if (path := type(root)(folder, name)).suffix in {".sql", ".yml", ".md"}]
+    digest = hashlib.sha256()
+    for path in sorted(path for path in paths if path.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_fingerprints_recorded_by_earlier_versions_stay_valid(tmp_path):
+    """Same files, same order: a project's recorded fingerprint still matches, no `make manifest` needed.
+
+    Names where string order and path-part order differ ("a-b/..." against "a/...") decide the order.
+    """
+    write_project(tmp_path)
+    for relative in ("models/a/b.sql", "models/a-b/x.sql", "models/a.sql", "models/a/z/y.yml", "models/A.md"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(f"-- {relative}\n")
+    assert dbt_project.project_fingerprint(tmp_path) == _fingerprint_as_pathlib_walks(tmp_path)
