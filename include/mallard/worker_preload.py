@@ -48,6 +48,8 @@ TASK_LIBRARIES = (
     "dbt.adapters.duckdb",
     "dbt.adapters.postgres",
     "cosmos.operators.watcher",
+    # Cosmos's task listener imports it after every task, to name the profile in its metrics (9 ms).
+    "cosmos.profiles",
 )
 
 

@@ -99,6 +99,7 @@ def test_the_image_sets_the_same_fixed_environment_as_the_local_stack():
     local |= dict(re.findall(r'^export (\w+)="\$\{\1:-([^$}\n]+)\}"$', env_sh, re.M))
     fixed = {name: value for name, value in local.items() if not name.startswith("AIRFLOW__CORE__")}
     assert "PROVIDERS__ENABLE_AIRFLOW_SECRETS" in fixed and "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME" in fixed
+    assert "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL" in fixed
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     missing = [f"{name}={value}" for name, value in fixed.items() if f"{name}={value}" not in dockerfile]
     assert not missing, f"set these in the Dockerfile's ENV too: {missing}"

@@ -12,6 +12,7 @@ from scripts.airflow_stack import PostgresCluster, StackConfig, stack_env
 def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path: Path):
     shared_shell = {**os.environ, "AIRFLOW__COSMOS__CACHE_DIR": "/tmp/cosmos-of-the-shell"}
     shared_shell.pop("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", None)
+    shared_shell.pop("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", None)
     first = stack_env(StackConfig(airflow_home=tmp_path / "a", port=18080), base=shared_shell)
     second = stack_env(StackConfig(airflow_home=tmp_path / "b", port=18081), base=shared_shell)
     for env, home in ((first, tmp_path / "a"), (second, tmp_path / "b")):
@@ -22,6 +23,8 @@ def test_every_stack_binds_loopback_and_keeps_its_state_in_its_own_home(tmp_path
         assert env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] == "false"  # from scripts/env.sh
         # A finished task waits at most this long for the next to be queued (scripts/env.sh).
         assert float(env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"]) < 1.0
+        # A finished task's worker is freed within a second, not Airflow's 5 (scripts/env.sh).
+        assert int(env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"]) == 1
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
 
 
@@ -50,3 +53,26 @@ def test_postgresql_runs_as_its_user_with_a_path_that_leaves_out_sbin(monkeypatc
     prefix, owner = airflow_stack._postgres_owner()
     assert Path(prefix[0]).is_absolute() and Path(prefix[0]).name == "runuser" and Path(prefix[0]).is_file()
     assert prefix[1:] == ["-u", "postgres", "--"] and owner is not None
+
+
+def test_the_stack_writes_the_projects_bytecode_even_where_python_writes_none(tmp_path: Path, monkeypatch):
+    """Task processes then load the DAG file and include.mallard compiled; a broken file stops nothing."""
+    import importlib.util
+    import sys
+
+    from scripts.airflow_stack import compile_project_code
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # what PYTHONDONTWRITEBYTECODE=1 sets
+    (tmp_path / "dags" / "sub").mkdir(parents=True)
+    dag_file, module = tmp_path / "dags" / "elt.py", tmp_path / "dags" / "sub" / "helpers.py"
+    dag_file.write_text("X = 1\n")
+    module.write_text("Y = 2\n")
+    (tmp_path / "dags" / "broken.py").write_text("def (\n")
+
+    compile_project_code([tmp_path / "dags", tmp_path / "missing"])
+
+    for source in (dag_file, module):
+        bytecode = Path(importlib.util.cache_from_source(str(source)))
+        assert bytecode.is_file(), f"no bytecode for {source}"
+        assert bytecode.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    assert not Path(importlib.util.cache_from_source(str(tmp_path / "dags" / "broken.py"))).exists()
