@@ -159,20 +159,6 @@ def parse_interleaved(
     return {name: _summary(variants[name].folder, name_runs) for name, name_runs in runs.items()}
 
 
-def _write_bytecode(trees: list[Path], dag_folders: list[Path]) -> None:
-    """Compile every tree's code and DAG folder first, as a deployment that ran once has it compiled.
-
-    Cosmos and Airflow come compiled from pip; where Python writes no bytecode (PYTHONDONTWRITEBYTECODE,
-    set on the machine of docs/benchmarks.md), each cold parse compiled Mallard's ~40 modules again
-    and only its side paid for it.
-    """
-    import compileall
-
-    for folder in [*(tree / name for tree in [PROJECT_ROOT, *trees] for name in ("include", "dags")), *dag_folders]:
-        if folder.is_dir():
-            compileall.compile_dir(folder, quiet=2)
-
-
 def _demo_manifest_is_fresh() -> None:
     from include.mallard.dbt_project import DbtProjectError, check_manifest_is_fresh
     from include.mallard.paths import DBT_PROJECT_DIR
@@ -258,7 +244,15 @@ def main() -> int:
         tree_env = {**env, "PYTHONPATH": str(tree)}
         variants["demo/baseline_tree"] = Variant(tree / "dags", tree_env, tree)
         variants["large/baseline_tree"] = Variant(project.mallard_dags_dir, tree_env, tree)
-    _write_bytecode([args.baseline_tree.resolve()] if args.baseline_tree else [], [v.folder for v in variants.values()])
+    # Compile every tree first, as a deployment has it after one parse: Cosmos and Airflow come
+    # compiled from pip, and where Python writes no bytecode (PYTHONDONTWRITEBYTECODE) each cold
+    # parse compiled Mallard's ~40 modules again, on Mallard's side only.
+    from scripts.airflow_stack import compile_project_code
+
+    trees = [PROJECT_ROOT, *([args.baseline_tree.resolve()] if args.baseline_tree else [])]
+    compile_project_code(
+        [*(tree / name for tree in trees for name in ("include", "dags")), *(v.folder for v in variants.values())]
+    )
     print(f"parsing {len(variants)} DAG folders, {args.cold_runs} interleaved rounds ...", flush=True)
     measured = parse_interleaved(
         variants, cold_runs=args.cold_runs, warm_runs=args.warm_runs, profile_dir=scratch if args.profile else None
