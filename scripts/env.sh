@@ -20,9 +20,10 @@ export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHE
 # A task's supervisor (the LocalExecutor worker) waits up to this long between heartbeats; when
 # its task process closes its sockets just before it exits, the supervisor finds it still alive
 # and waits the whole interval before it reaps it and frees the worker. At Airflow's 5 s, 9-16 of
-# a 21-model run's 42 model and test tasks held their worker 5 s after finishing; at 1 s the run
-# took 19.7-20.9 s instead of 22.5-23.4 s. The price: a running task heartbeats every second
-# (~7 ms of api-server CPU each). docs/benchmarks.md, End to end.
+# a 21-model run's 42 model and test tasks held their worker 5 s after finishing; at 1 s the model
+# and test tasks took 8.65 s instead of 11.05 s, the run 21.1 s instead of 23.1 s (medians of 6
+# interleaved runs). The price: a running task heartbeats every second (~7 ms of api-server CPU
+# each). docs/benchmarks.md, End to end.
 export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="${AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL:-1}"
 # Cosmos's watcher producer otherwise rewrites one Airflow Variable holding every node's result
 # on each of its ~5 XCom pushes per node (23 ms each): about half of the per-node overhead of the
