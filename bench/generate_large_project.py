@@ -48,6 +48,7 @@ class LargeProject:
     dbt_project_dir: Path
     mallard_dags_dir: Path
     cosmos_dags_dir: Path
+    cosmos_remembered_dags_dir: Path
     sources: int
     models: int
     staging_models: int
@@ -290,10 +291,25 @@ def write_mallard_dag(folder: Path, sources_dir: Path, dbt_project_dir: Path) ->
     return folder
 
 
-def write_cosmos_dag(folder: Path, dbt_project_dir: Path, profile: str) -> Path:
-    """A DAG folder whose one file renders `dbt_project_dir` with Cosmos alone."""
+# Inserted into the Cosmos-alone DAG file for the like-for-like baseline: the workaround Mallard
+# applies to Cosmos's per-operator signature reads (include/mallard/cosmos_signatures.py).
+REMEMBER_SIGNATURES = """
+from include.mallard.cosmos_signatures import remember_cosmos_signatures
+
+remember_cosmos_signatures()
+"""
+
+
+def write_cosmos_dag(folder: Path, dbt_project_dir: Path, profile: str, *, remember_signatures: bool = False) -> Path:
+    """A DAG folder whose one file renders `dbt_project_dir` with Cosmos alone.
+
+    With `remember_signatures`, Cosmos alone gets the one workaround Mallard applies to Cosmos, so
+    that the ratio to it counts only what Mallard adds."""
     folder.mkdir(parents=True, exist_ok=True)
     text = COSMOS_DAG_FILE.format(dbt_project_dir=str(dbt_project_dir), profile=profile)
+    if remember_signatures:
+        text = text.replace("\nDBT_PROJECT_DIR = ", REMEMBER_SIGNATURES + "\nDBT_PROJECT_DIR = ", 1)
+        text = text.replace('dag_id="cosmos_only"', 'dag_id="cosmos_remembered"', 1)
     _write_if_changed(folder / "cosmos_only.py", text)
     return folder
 
@@ -313,6 +329,9 @@ def generate_project(root: Path, *, sources: int = 50, models: int = 1000) -> La
         dbt_project_dir=dbt_dir,
         mallard_dags_dir=write_mallard_dag(root / "dags_mallard", sources_dir, dbt_dir),
         cosmos_dags_dir=write_cosmos_dag(root / "dags_cosmos", dbt_dir, "mallard_bench"),
+        cosmos_remembered_dags_dir=write_cosmos_dag(
+            root / "dags_cosmos_remembered", dbt_dir, "mallard_bench", remember_signatures=True
+        ),
         sources=sources,
         models=staging + intermediate + marts,
         staging_models=staging,

@@ -43,6 +43,7 @@ from cosmos import (
 from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TASK_ID, DbtResourceType
 
 from include.mallard.assets import declare_model_outlets, declared_location, export_warehouse_path_for_cosmos
+from include.mallard.cosmos_signatures import remember_cosmos_signatures
 from include.mallard.dbt_build_task import MallardDbtBuildOperator, read_node_reports
 from include.mallard.dbt_project import (
     check_manifest_is_fresh,
@@ -145,6 +146,8 @@ def build_dbt_group(
         producer_args["emit_datasets"] = False
     if checks_freshness:
         producer_args["freshness_callback"] = skip_models_of_stale_sources
+    # Cosmos reads the same signatures for each operator; 0.3 s of a 1,000-model parse otherwise.
+    remember_cosmos_signatures()
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
