@@ -213,10 +213,10 @@ def build_timer(
         migrate_metadata_db(env)
         yield lambda dag_id, logical_date: time_mallard(logical_date, env, log, dag_id)
         return
-    from bench.e2e import Stack
+    from bench.e2e import STACK_DIR, Stack
     from tests.e2e.airflow_api import wait_for_run
 
-    with Stack(root / "stack", dags, wait_for=dag_ids) as stack:
+    with Stack(root / STACK_DIR, dags, wait_for=dag_ids) as stack:
 
         def run_build(dag_id: str, logical_date: str) -> float:
             run = stack.api.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": f"{logical_date}T00:00:00Z"})
@@ -249,8 +249,10 @@ def bench_size(
     """
     root = scratch / f"models_{models}"
     project = generate_project(root, sources=max(5, models // 20), models=models)
+    from bench.e2e import STACK_DIR, Stack
+
     # Under the scheduler, where bench.e2e.Stack points the stack's warehouse.
-    warehouse = root / "stack" / "warehouse" / "mallard.duckdb" if scheduler else root / "warehouse.duckdb"
+    warehouse = Stack.warehouse_of(root / STACK_DIR) if scheduler else root / "warehouse.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     tables = create_raw_tables(warehouse, project.dbt_project_dir, rows)
     dags = root / "dags"
