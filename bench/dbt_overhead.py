@@ -247,10 +247,10 @@ def bench_size(
     `mallard manifest` wrote, and one `dbt run --empty` creates every relation first (zero rows),
     so that every timed build replaces them: a first build that creates them was ~10% faster.
     """
-    root = scratch / f"models_{models}"
-    project = generate_project(root, sources=max(5, models // 20), models=models)
     from bench.e2e import STACK_DIR, Stack
 
+    root = scratch / f"models_{models}"
+    project = generate_project(root, sources=max(5, models // 20), models=models)
     # Under the scheduler, where bench.e2e.Stack points the stack's warehouse.
     warehouse = Stack.warehouse_of(root / STACK_DIR) if scheduler else root / "warehouse.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)

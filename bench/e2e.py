@@ -20,7 +20,8 @@ End to end (result: bench/results/e2e.json):
   `dbt build` (dbtRunner, the same profile, the interval in the env vars Mallard's tasks set,
   partial parse warm: an untimed `dbt parse` first, in a process of its own) and one `dbt docs
   generate` from the same target path (the DAG's last task). Its wall time includes Python's start
-  and imports (dlt's and dbt's), not the warm-up parse. Loads write Parquet load files, as Mallard's do (ingest.py).
+  and imports (dlt's and dbt's), not the warm-up parse. Loads write Parquet load files, as
+  Mallard's do (ingest.py).
   The row counts of every raw and marts table must be the same in both warehouses.
 
 Where the time goes: the task instances' start/end from the REST API, summed by kind (extract,
