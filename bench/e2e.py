@@ -265,13 +265,17 @@ def _dbt(args: list[str]) -> tuple[float, dict[str, float]]:
     return seconds, {kind: round(value, 3) for kind, value in by_kind.items()}
 
 
+def _bare_warehouse(root: Path) -> Path:
+    return root / "warehouse.duckdb"
+
+
 def _bare_dbt_flags(root: Path, dbt_dir: Path, interval: Any) -> list[str]:
     """Point this process's dbt at the bare run's warehouse, interval and target; its common flags.
 
     The same in the warm-up parse and the timed build, so that dbt keeps the parse: the project's
     profile (threads 1), the interval in the env vars Mallard's tasks set (macros/interval_filter.sql).
     """
-    os.environ["MALLARD_WAREHOUSE_PATH"] = str(root / "warehouse.duckdb")
+    os.environ["MALLARD_WAREHOUSE_PATH"] = str(_bare_warehouse(root))
     os.environ["MALLARD_INTERVAL_START"] = interval.start.isoformat()
     os.environ["MALLARD_INTERVAL_END"] = interval.end.isoformat()
     common = ["--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir), "--log-path", str(root / "dbt_logs")]
@@ -296,7 +300,7 @@ def child_bare_warm_up(root: Path, dbt_dir: Path, start: str, end: str) -> dict[
 def child_bare(root: Path, sources_dir: Path, dbt_dir: Path, start: str, end: str) -> dict[str, Any]:
     """The same work as one DAG run, in this one process, on a fresh warehouse under `root`."""
     root.mkdir(parents=True, exist_ok=True)
-    warehouse = root / "warehouse.duckdb"
+    warehouse = _bare_warehouse(root)
     warehouse.unlink(missing_ok=True)
     os.environ["MALLARD_WAREHOUSE_PATH"] = str(warehouse)
     os.environ["MALLARD_WORK_DIR"] = str(root / "work")

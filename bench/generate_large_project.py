@@ -255,9 +255,9 @@ from cosmos import (
     TestBehavior,
 )
 
-DBT_PROJECT_DIR = Path({dbt_project_dir!r})
+{setup}DBT_PROJECT_DIR = Path({dbt_project_dir!r})
 
-with DAG(dag_id="cosmos_only", schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)) as dag:
+with DAG(dag_id={dag_id!r}, schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)) as dag:
     DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
@@ -293,10 +293,10 @@ def write_mallard_dag(folder: Path, sources_dir: Path, dbt_project_dir: Path) ->
 
 # Inserted into the Cosmos-alone DAG file for the like-for-like baseline: the workaround Mallard
 # applies to Cosmos's per-operator signature reads (include/mallard/cosmos_signatures.py).
-REMEMBER_SIGNATURES = """
-from include.mallard.cosmos_signatures import remember_cosmos_signatures
+REMEMBER_SIGNATURES = """from include.mallard.cosmos_signatures import remember_cosmos_signatures
 
 remember_cosmos_signatures()
+
 """
 
 
@@ -306,10 +306,12 @@ def write_cosmos_dag(folder: Path, dbt_project_dir: Path, profile: str, *, remem
     With `remember_signatures`, Cosmos alone gets the one workaround Mallard applies to Cosmos, so
     that the ratio to it counts only what Mallard adds."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = COSMOS_DAG_FILE.format(dbt_project_dir=str(dbt_project_dir), profile=profile)
-    if remember_signatures:
-        text = text.replace("\nDBT_PROJECT_DIR = ", REMEMBER_SIGNATURES + "\nDBT_PROJECT_DIR = ", 1)
-        text = text.replace('dag_id="cosmos_only"', 'dag_id="cosmos_remembered"', 1)
+    text = COSMOS_DAG_FILE.format(
+        dbt_project_dir=str(dbt_project_dir),
+        profile=profile,
+        setup=REMEMBER_SIGNATURES if remember_signatures else "",
+        dag_id="cosmos_remembered" if remember_signatures else "cosmos_only",
+    )
     _write_if_changed(folder / "cosmos_only.py", text)
     return folder
 

@@ -85,12 +85,12 @@ def test_the_like_for_like_parse_baseline_is_cosmos_alone_with_the_workaround(
     from bench.generate_large_project import write_cosmos_dag
 
     monkeypatch.setattr(cosmos_local, "inspect", inspect)
-    plain = write_cosmos_dag(tmp_path / "plain", DBT_PROJECT_DIR, "mallard")
-    assert DagBag(dag_folder=str(plain)).dag_ids == ["cosmos_only"]
+    plain = DagBag(dag_folder=str(write_cosmos_dag(tmp_path / "plain", DBT_PROJECT_DIR, "mallard")))
+    assert plain.dag_ids == ["cosmos_only"]
     assert cosmos_local.inspect is inspect
 
     remembered = write_cosmos_dag(tmp_path / "remembered", DBT_PROJECT_DIR, "mallard", remember_signatures=True)
     bag = DagBag(dag_folder=str(remembered))
     assert bag.dag_ids == ["cosmos_remembered"] and not bag.import_errors
     assert cosmos_local.inspect is REMEMBERING_INSPECT
-    assert len(bag.dags["cosmos_remembered"].tasks) == len(DagBag(dag_folder=str(plain)).dags["cosmos_only"].tasks)
+    assert len(bag.dags["cosmos_remembered"].tasks) == len(plain.dags["cosmos_only"].tasks)
