@@ -27,6 +27,7 @@ Needs `playwright` (pip) and `chromium` (apt); without them the test skips and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -257,12 +258,15 @@ def open_mallard(page: Page, base_url: str, from_nav: bool = False) -> FrameLoca
     """The Mallard page inside the Airflow UI (nav "Mallard", /plugin/mallard): Airflow shows it in an iframe."""
     if from_nav:
         page.goto(f"{base_url}/")
+        # Click once the home page has stopped loading, as a person would: a click while its first requests
+        # are still re-rendering the nav bar can be lost (seen once in CI: the URL never changed).
+        page.wait_for_load_state("networkidle")
         entry = page.get_by_role("link", name="Mallard", exact=True).first
         assert entry.get_attribute("href", timeout=UI_TIMEOUT_MS).endswith("plugin/mallard"), entry.get_attribute(
             "href"
         )
         entry.click()
-        page.wait_for_function("() => location.pathname.endsWith('/plugin/mallard')")
+        page.wait_for_url(re.compile(r"/plugin/mallard$"))
     else:
         page.goto(f"{base_url}/plugin/mallard")
     frame = page.frame_locator("iframe").first
@@ -387,5 +391,13 @@ def test_ui_in_a_real_browser(browser: Browser, stack: AirflowStack, stores_csv:
         assert bad_run["state"] == "failed" and "dbt.stg_stores__stores.test: failed" in states, states
         check_failing_test_summary(page, problems, base_url, bad_run_id, shots)
         check_run_tab(page, problems, base_url, bad_run_id, shots)
+    except Exception:
+        from playwright.sync_api import Error as PlaywrightError
+
+        for number, open_page in enumerate(context.pages):  # what the browser showed when it failed
+            print(f"page {number} at failure: {open_page.url}")
+            with contextlib.suppress(PlaywrightError):  # keep the test's own error, not the screenshot's
+                screenshot(open_page, shots, f"failure_page_{number}")
+        raise
     finally:
         context.close()
