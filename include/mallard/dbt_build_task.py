@@ -33,6 +33,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from cosmos.operators._watcher.base import BaseConsumerSensor
@@ -44,6 +45,7 @@ from cosmos.operators.watcher import (
     DbtTestWatcherOperator,
 )
 
+from include.mallard.dbt_docs import keep_build_manifest
 from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents, callback_only_logging
 from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, writer_turn
 
@@ -236,6 +238,11 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
             self._callbacks_before_call = ()
             relay.close()
             parser.close()
+
+    def _handle_post_execution(self, tmp_project_dir: str, context: Any, *args: Any, **kwargs: Any) -> None:
+        super()._handle_post_execution(tmp_project_dir, context, *args, **kwargs)
+        # Before Cosmos deletes its copy of the project: the run's `dbt_docs` publishes this manifest.
+        keep_build_manifest(Path(tmp_project_dir), self.dag_id, context["run_id"])
 
     @classmethod
     def use_for(cls, producer: DbtProducerWatcherOperator) -> None:

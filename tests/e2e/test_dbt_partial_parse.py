@@ -12,12 +12,17 @@ that parse passes `--profile` as Cosmos does, since dbt's partial parse state ha
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from include.mallard.dbt_docs import BUILDS_DIR_NAME, DOCS_DIR_ENV, generate_dbt_docs
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 from tests.e2e.helpers import airflow_env, query, run_airflow
 
@@ -54,8 +59,20 @@ dag = build_elt_dag("first_parse", sources_dir=Path({sources!r}), dbt_project_di
 """
 
 
-def test_the_first_run_after_mallard_manifest_reuses_its_parse(tmp_path):
-    """Before: `mallard manifest` parsed without `--profile`, so the first run re-parsed everything."""
+@dataclass(frozen=True)
+class FirstRun:
+    """One `airflow dags test` of the demo over a copy of its dbt project, right after `mallard manifest`."""
+
+    dbt: Path
+    warehouse: Path
+    docs: Path
+    env: dict[str, str]
+    log: str
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    tmp_path = tmp_path_factory.mktemp("first_run")
     dbt = tmp_path / "dbt"
     shutil.copytree(DBT_PROJECT_DIR, dbt, ignore=shutil.ignore_patterns("target", "logs"))
     dags = tmp_path / "dags"
@@ -63,14 +80,69 @@ def test_the_first_run_after_mallard_manifest_reuses_its_parse(tmp_path):
     (dags / "first_parse.py").write_text(DAG_FILE.format(sources=str(SOURCES_DIR), dbt=str(dbt)))
     warehouse = tmp_path / "warehouse.duckdb"
     env = airflow_env(tmp_path / "airflow", warehouse, tmp_path / "work")
-    env |= {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos")}
+    env |= {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"),
+        DOCS_DIR_ENV: str(tmp_path / "docs"),
+    }
     command = [sys.executable, "-m", "include.mallard.cli", "manifest", "--dbt-project-dir", str(dbt)]
     subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
     run_airflow(["db", "migrate"], env, tmp_path / "migrate.log")
     run_airflow(["dags", "test", "first_parse", "2024-01-08"], env, tmp_path / "run1.log")
+    return FirstRun(dbt, warehouse, tmp_path / "docs", env, (tmp_path / "run1.log").read_text())
 
-    first = (tmp_path / "run1.log").read_text()
-    assert f"latest partial parse file is {dbt / 'target' / 'partial_parse.msgpack'}" in first
-    assert FULL_PARSE not in first, [line for line in first.splitlines() if FULL_PARSE in line]
-    [(raw,)] = query(warehouse, "select count(*) from raw_shop.orders")
-    assert raw > 0 and query(warehouse, "select count(*) from marts.orders") == [(raw,)]
+
+def test_the_first_run_after_mallard_manifest_reuses_its_parse(first_run: FirstRun):
+    """Before: `mallard manifest` parsed without `--profile`, so the first run re-parsed everything."""
+    log = first_run.log
+    assert f"latest partial parse file is {first_run.dbt / 'target' / 'partial_parse.msgpack'}" in log
+    assert FULL_PARSE not in log, [line for line in log.splitlines() if FULL_PARSE in line]
+    [(raw,)] = query(first_run.warehouse, "select count(*) from raw_shop.orders")
+    assert raw > 0 and query(first_run.warehouse, "select count(*) from marts.orders") == [(raw,)]
+
+
+def _absolute_paths(value: object) -> set[str]:
+    if isinstance(value, str):
+        return {value} if value.startswith("/") else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return set().union(*(_absolute_paths(item) for item in items))
+
+
+def _catalog_columns(catalog: dict) -> dict[str, list[tuple[str, str]]]:
+    return {
+        unique_id: sorted((name, column["type"]) for name, column in entry["columns"].items())
+        for section in ("nodes", "sources")
+        for unique_id, entry in catalog[section].items()
+    }
+
+
+def test_dbt_docs_publish_the_builds_manifest_as_a_full_docs_generate_would(first_run: FirstRun, monkeypatch):
+    """`dbt_docs` ran `dbt docs generate --no-compile` and published the manifest the build wrote: every
+    node's compiled SQL and the catalog are those a full `dbt docs generate` gives, with no path of the
+    build's temporary project copy left in them."""
+    assert "dbt docs publish the manifest of this run's build" in first_run.log
+    assert not list((first_run.docs / BUILDS_DIR_NAME).iterdir())  # the kept build is removed once published
+    published = json.loads((first_run.docs / "manifest.json").read_text())
+    reused_catalog = json.loads((first_run.docs / "catalog.json").read_text())
+
+    # The same task's callable without a build of its run: it compiles the project itself.
+    full = first_run.docs.parent / "docs_full"
+    for name in ("MALLARD_WAREHOUSE_PATH", "MALLARD_WORK_DIR", "AIRFLOW__COSMOS__CACHE_DIR"):
+        monkeypatch.setenv(name, first_run.env[name])
+    monkeypatch.setenv(DOCS_DIR_ENV, str(full))
+    generate_dbt_docs(str(first_run.dbt), dag_run=SimpleNamespace(dag_id="first_parse", run_id="no build kept"))
+    compiled = json.loads((full / "manifest.json").read_text())
+
+    assert published["metadata"]["invocation_id"] != compiled["metadata"]["invocation_id"]
+    assert set(published["nodes"]) == set(compiled["nodes"]) and len(published["nodes"]) > 20
+    for unique_id, node in compiled["nodes"].items():
+        assert node["compiled"] and node["compiled_code"], unique_id
+        assert published["nodes"][unique_id]["compiled_code"] == node["compiled_code"], unique_id
+    assert _catalog_columns(reused_catalog) == _catalog_columns(json.loads((full / "catalog.json").read_text()))
+    assert len(_catalog_columns(reused_catalog)) > 10
+    # Paths name the project, as the full run's do, never Cosmos's deleted temporary copy of it.
+    for unique_id, node in compiled["nodes"].items():
+        for field in ("original_file_path", "path", "patch_path"):
+            assert published["nodes"][unique_id][field] == node[field], (unique_id, field)
+    only_in_published = _absolute_paths(published) - _absolute_paths(compiled)
+    assert all(path.startswith(f"{first_run.dbt}/") for path in only_in_published), only_in_published
