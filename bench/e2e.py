@@ -455,6 +455,25 @@ def time_breakdown(task_instances: list[dict[str, Any]], run_start: dt.datetime,
     }
 
 
+PARSE_RECORD = "Worker startup parse complete"  # Airflow's task runner logs it with `dag_file_parse_ms`
+
+
+def task_parse_ms(logs_dir: Path, run_id: str) -> dict[str, dict[str, float]]:
+    """By task kind: the DAG-file parse each task process did before running, as Airflow's task runner
+    logged it (`dag_file_parse_ms` of its "Worker startup parse complete" record), tasks and median ms."""
+    by_kind: dict[str, list[float]] = {}
+    for log_file in sorted(logs_dir.glob(f"dag_id={DAG_ID}/run_id={run_id}/task_id=*/attempt=*.log")):
+        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            if PARSE_RECORD not in line or not line.startswith("{"):
+                continue
+            record = json.loads(line)
+            if record.get("event") == PARSE_RECORD and "dag_file_parse_ms" in record:
+                kind = task_kind({"task_id": record["task_id"]})
+                by_kind.setdefault(kind, []).append(float(record["dag_file_parse_ms"]))
+                break
+    return {kind: {"tasks": len(values), "median_ms": median(values)} for kind, values in sorted(by_kind.items())}
+
+
 class Stack:
     """A private stack (scripts/airflow_stack.py) on `root`, with the REST helpers of tests/e2e."""
 
@@ -545,6 +564,7 @@ class Stack:
         self.check_success(run)
         run_start, run_end = _time(run["start_date"]), _time(run["end_date"])
         breakdown = time_breakdown(self.task_instances(run["dag_run_id"]), run_start, run_end)
+        breakdown["task_parse_ms"] = task_parse_ms(self.stack.home / "logs", run["dag_run_id"])
         wall = (run_end - triggered).total_seconds()
         print(f"  {run['state']}: {wall:.1f} s from trigger ({breakdown['run_seconds']:.1f} s running)", flush=True)
         return {"run_id": run["dag_run_id"], "conf": conf, "trigger_to_end_seconds": round(wall, 2), **breakdown}
@@ -792,6 +812,11 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
         "Where the time goes (seconds; Mallard dbt run/test = the watcher tasks; bare = node execution times)",
         ("kind", "tasks", "Mallard task s", "bare s"),
         where,
+    )
+    print_rows(
+        "DAG-file parse in each Mallard task process before it runs (Airflow's dag_file_parse_ms)",
+        ("kind", "tasks", "median ms"),
+        [(kind, row["tasks"], row["median_ms"]) for kind, row in airflow.get("task_parse_ms", {}).items()],
     )
     print(f"row counts of every raw_* and marts table equal in both warehouses: {same_counts}")
     if not same_counts:

@@ -52,3 +52,32 @@ def test_the_end_to_end_workload_is_parsed_for_the_warehouse_its_stack_writes(tm
     monkeypatch.setattr(e2e, "build_manifest", record_manifest_build)
     workload = e2e.build_workload(tmp_path / "e2e", rows=None, days=1, extra_models=0)
     assert seen["warehouse"] == str(e2e.Stack.warehouse_of(workload.root / e2e.STACK_DIR))
+
+
+def test_e2e_reads_each_task_process_parse_time_from_airflows_task_logs(tmp_path):
+    from bench.e2e import DAG_ID, PARSE_RECORD, task_parse_ms
+
+    def write_log(task_id: str, parse_ms: int | None, run_id: str = "manual__1") -> None:
+        folder = tmp_path / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
+        folder.mkdir(parents=True)
+        lines = [
+            json.dumps({"event": "::group::Pre Execute", "task_id": task_id}),
+            f"plain text mentioning {PARSE_RECORD}",
+        ]
+        if parse_ms is not None:
+            lines.append(json.dumps({"event": PARSE_RECORD, "task_id": task_id, "dag_file_parse_ms": parse_ms}))
+            lines.append(json.dumps({"event": PARSE_RECORD, "task_id": task_id, "dag_file_parse_ms": 9999}))
+        (folder / "attempt=1.log").write_text("\n".join(lines) + "\n")
+
+    write_log("dbt.orders.run", 100)
+    write_log("dbt.customers.run", 140)
+    write_log("dbt.customers.test", 90)
+    write_log("ingest_shop.extract", 300)
+    write_log("dbt_docs", None)  # no record: not counted
+    write_log("dbt.orders.run", 5000, run_id="manual__2")  # another run
+
+    assert task_parse_ms(tmp_path, "manual__1") == {
+        "dbt run": {"tasks": 2, "median_ms": 120.0},
+        "dbt test": {"tasks": 1, "median_ms": 90.0},
+        "extract": {"tasks": 1, "median_ms": 300.0},
+    }
