@@ -153,19 +153,24 @@ def keep_build_manifest(project_dir: Path, dag_id: str, run_id: str) -> Path | N
     """Keep the manifest a `dbt build` in `project_dir` wrote, for this DAG run's docs task; return its folder.
 
     Called by the build task with Cosmos's temporary copy of the project, before Cosmos deletes it.
-    Builds kept longer than `BUILD_KEPT_SECONDS` (their docs task never ran) are removed.
+    Builds kept longer than `BUILD_KEPT_SECONDS` (their docs task never ran) are removed. A build
+    that cannot be kept is logged, never raised: the docs task then compiles the project itself.
     """
     manifest = project_dir / "target" / "manifest.json"
     if not manifest.is_file():
         return None
     folder = _build_folder(dbt_docs_dir(), dag_id, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(manifest, folder / ".manifest.json.partial")
-    (folder / ".manifest.json.partial").replace(folder / "manifest.json")
-    _write_json(folder / "build.json", {"dag_id": dag_id, "run_id": run_id})
-    for other in folder.parent.iterdir():
-        if other != folder and time.time() - other.stat().st_mtime > BUILD_KEPT_SECONDS:
-            shutil.rmtree(other, ignore_errors=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(manifest, folder / ".manifest.json.partial")
+        (folder / ".manifest.json.partial").replace(folder / "manifest.json")
+        _write_json(folder / "build.json", {"dag_id": dag_id, "run_id": run_id})
+        for other in folder.parent.iterdir():
+            if other != folder and time.time() - other.stat().st_mtime > BUILD_KEPT_SECONDS:
+                shutil.rmtree(other, ignore_errors=True)
+    except OSError as error:
+        log.warning("The build's manifest was not kept for the docs task, which will compile the project: %s", error)
+        return None
     return folder
 
 

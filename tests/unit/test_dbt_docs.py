@@ -61,6 +61,13 @@ def test_a_build_without_a_manifest_keeps_nothing(docs, tmp_path):
     assert kept_build(docs, SimpleNamespace(dag_id="elt", run_id="run 1")) is None
 
 
+def test_a_build_that_cannot_be_kept_is_logged_not_raised(docs, tmp_path, caplog):
+    write_build(tmp_path / "copy", {"model.p.a": COMPILED})
+    docs.write_text("a file where the docs folder should be")
+    assert keep_build_manifest(tmp_path / "copy", "elt", "run 1") is None
+    assert "will compile the project" in caplog.text
+
+
 def test_a_new_build_removes_builds_kept_too_long_only(docs, tmp_path):
     write_build(tmp_path / "copy", {"model.p.a": COMPILED})
     old = keep_build_manifest(tmp_path / "copy", "elt", "old run")
