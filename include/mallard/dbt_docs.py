@@ -70,6 +70,13 @@ def _write_json(path: Path, document: Any) -> None:
     partial.replace(path)
 
 
+def _copy_file(source: Path, path: Path) -> None:
+    """Copy then rename, as `_write_json`: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    shutil.copyfile(source, partial)
+    partial.replace(path)
+
+
 def publish_manifest(source: Path | dict[str, Any], docs_dir: Path) -> Path:
     """Copy a dbt manifest (a file, or one already read) into the docs folder with its absolute paths made relative."""
     manifest = json.loads(source.read_text(encoding="utf-8")) if isinstance(source, Path) else source
@@ -118,9 +125,7 @@ def write_docs_without_catalog(dbt_project_dir: Path = DBT_PROJECT_DIR, docs_dir
     publish_manifest(manifest, target)
     if not (target / "catalog.json").is_file():
         _write_json(target / "catalog.json", _empty_catalog())
-    partial = target / ".index.html.partial"
-    shutil.copyfile(DOCS_INDEX_FILE_PATH, partial)
-    partial.replace(target / "index.html")
+    _copy_file(Path(DOCS_INDEX_FILE_PATH), target / "index.html")
     return target
 
 
@@ -139,8 +144,7 @@ def _seed_partial_parse(target: Path, dag_id: str | None) -> None:
     own = target / "partial_parse.msgpack"
     if builds and (not own.is_file() or builds[-1].stat().st_mtime > own.stat().st_mtime):
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(builds[-1], target / ".partial_parse.msgpack.partial")
-        (target / ".partial_parse.msgpack.partial").replace(own)
+        _copy_file(builds[-1], own)
         log.info("dbt docs start from the build's saved parse %s", builds[-1])
 
 
@@ -162,9 +166,7 @@ def keep_build_manifest(project_dir: Path, dag_id: str, run_id: str) -> Path | N
     folder = _build_folder(dbt_docs_dir(), dag_id, run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(manifest, folder / ".manifest.json.partial")
-        (folder / ".manifest.json.partial").replace(folder / "manifest.json")
-        _write_json(folder / "build.json", {"dag_id": dag_id, "run_id": run_id})
+        _copy_file(manifest, folder / "manifest.json")
         for other in folder.parent.iterdir():
             if other != folder and time.time() - other.stat().st_mtime > BUILD_KEPT_SECONDS:
                 shutil.rmtree(other, ignore_errors=True)
@@ -184,14 +186,11 @@ def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | No
     dag_id, run_id = getattr(dag_run, "dag_id", None), getattr(dag_run, "run_id", None)
     if not dag_id or not run_id:
         return None
-    folder = _build_folder(docs_dir, dag_id, run_id)
+    folder = _build_folder(docs_dir, dag_id, run_id)  # named after this run: no other run's build
     try:
-        build = json.loads((folder / "build.json").read_text(encoding="utf-8"))
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # no build kept here (another machine's disk, or a build that failed to write)
-    if (build.get("dag_id"), build.get("run_id")) != (dag_id, run_id):
-        return None
     if missing := uncompiled_nodes(manifest):
         log.info("dbt docs compile the project: the build did not compile %d nodes, e.g. %s", len(missing), missing[0])
         return None
