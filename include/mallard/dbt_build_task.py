@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cosmos.dbt import runner as dbt_runner
 from cosmos.operators._watcher.base import BaseConsumerSensor
 from cosmos.operators.watcher import (
     DbtProducerWatcherOperator,
@@ -45,7 +46,7 @@ from cosmos.operators.watcher import (
     DbtTestWatcherOperator,
 )
 
-from include.mallard.dbt_docs import keep_build_manifest
+from include.mallard.dbt_docs import keep_build_manifest, publish_docs_of_build
 from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents, callback_only_logging
 from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, writer_turn
 
@@ -59,6 +60,27 @@ REPORT_FIELDS = ("status", "compiled_sql", "dbt_event", "tests_status")
 REPORT_KEY_SUFFIX = "_report"
 
 ParseLine = Callable[[str, Any], None]
+
+# The flags of the build's command that its `dbt docs generate` repeats: where the project and profile
+# are, and what dbt hashes to keep its saved parse (profile, target, vars, static parser).
+DOCS_VALUE_FLAGS = ("--project-dir", "--profiles-dir", "--profile", "--target", "--vars")
+DOCS_SWITCH_FLAGS = ("--no-static-parser",)
+
+
+def docs_command_of(build_command: list[str]) -> list[str]:
+    """`dbt docs generate --no-compile` with the project, profile and parse flags of a `dbt build` command.
+
+    The first item (dbt's executable, which Cosmos's runner drops) is kept.
+    """
+    kept: list[str] = []
+    arguments = iter(build_command[1:])
+    for argument in arguments:
+        name = argument.split("=", 1)[0]
+        if name in DOCS_SWITCH_FLAGS or (name in DOCS_VALUE_FLAGS and "=" in argument):
+            kept.append(argument)
+        elif name in DOCS_VALUE_FLAGS:
+            kept += [argument, next(arguments, "")]
+    return [build_command[0], "docs", "generate", "--no-compile", *kept]
 
 
 def node_key(unique_id: str) -> str:
@@ -223,6 +245,8 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
     """
 
     _relay: EventRelay | None = None
+    # The last dbt invocation: (command, env, cwd, succeeded); the build's once it is over.
+    _last_invocation: tuple[list[str], dict[str, str], str, bool] | None = None
 
     def _make_parse_callable(self) -> ParseLine:
         return self._relay.submit if self._relay is not None else super()._make_parse_callable()
@@ -231,9 +255,13 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
         parser = ReportingParser(super()._make_parse_callable(), self.tests_per_model)
         relay = self._relay = EventRelay(parser)
         self._callbacks_before_call = tuple(self._dbt_runner_callbacks or ())
+        succeeded = False
         try:
-            return super().run_dbt_runner(callback_only_logging(command), env, cwd, **kwargs)
+            result = super().run_dbt_runner(callback_only_logging(command), env, cwd, **kwargs)
+            succeeded = bool(getattr(result, "success", False))
+            return result
         finally:
+            self._last_invocation = (command, env, cwd, succeeded)
             self._relay = None
             self._callbacks_before_call = ()
             relay.close()
@@ -241,8 +269,20 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
 
     def _handle_post_execution(self, tmp_project_dir: str, context: Any, *args: Any, **kwargs: Any) -> None:
         super()._handle_post_execution(tmp_project_dir, context, *args, **kwargs)
-        # Before Cosmos deletes its copy of the project: the run's `dbt_docs` publishes this manifest.
-        keep_build_manifest(Path(tmp_project_dir), self.dag_id, context["run_id"])
+        # Before Cosmos deletes its copy of the project: the docs are built from this manifest.
+        kept = keep_build_manifest(Path(tmp_project_dir), self.dag_id, context["run_id"])
+        invocation = self._last_invocation
+        if kept is None or invocation is None or not invocation[3]:
+            return  # a failed build: the docs are left as they are (the docs task does not run)
+        command, env, cwd, _ = invocation
+
+        def generate_catalog() -> None:
+            # Cosmos's runner, without the build's event callbacks: no watcher reads the docs' events.
+            result = dbt_runner.run_command(docs_command_of(command), env, cwd)
+            if not result.success:
+                raise RuntimeError(f"dbt docs generate failed: {result.exception}")
+
+        publish_docs_of_build(kept, Path(tmp_project_dir), generate_catalog)
 
     @classmethod
     def use_for(cls, producer: DbtProducerWatcherOperator) -> None:

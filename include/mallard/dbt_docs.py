@@ -1,20 +1,24 @@
 """The dbt docs site that Cosmos's dbt docs view shows in the Airflow UI (Browse > Mallard dbt docs).
 
-Two writers, one folder (`dbt_docs_dir()`, which the API server reads: under `include/`, which the
+Three writers, one folder (`dbt_docs_dir()`, which the API server reads: under `include/`, which the
 Astro CLI mounts into every container):
 
 - `write_docs_without_catalog`, called by `mallard manifest` (so by `make manifest`, `make demo`,
   the Dockerfile): dbt's docs page and the manifest that `dbt parse` just built, plus an empty
   catalog when there is none. The view then shows every model, its docs and the lineage before
   the first run, instead of Cosmos's "index not found". It never opens the warehouse.
-- `generate_dbt_docs`, the DAG's last task: `dbt docs generate` against the warehouse (in the
-  warehouse pool), which adds the compiled SQL and the catalog (columns, types, row counts).
-  When the run's `dbt build` compiled every node, the task publishes the manifest that build
-  wrote (`keep_build_manifest`) and runs `dbt docs generate --no-compile`, dbt's own way to add
-  the catalog to a build's artifacts: the docs then show the SQL that ran, without compiling the
-  project a second time (0.6 s of the demo's 1.7 s docs task; ~14 ms per node).
+- the `dbt build` task, when its build succeeded and compiled every node
+  (`publish_docs_of_build`): it keeps the manifest the build wrote (`keep_build_manifest`) and
+  runs `dbt docs generate --no-compile`, dbt's own way to add the catalog (columns, types, row
+  counts) to a build's artifacts, in its own process, where dbt's adapter and saved parse are
+  still warm: ~0.1 s, where the docs task of its own took 1.2-1.4 s (docs/benchmarks.md). The
+  docs then show the SQL that ran. The run's `dbt_docs` task finds them published and stops.
+- `generate_dbt_docs`, the DAG's `dbt_docs` task, for every other case (a cleared run, whose
+  nodes ran in their own tasks; a build whose catalog failed): `dbt docs generate` against the
+  warehouse (in the warehouse pool). With a kept manifest that compiled every node it runs
+  `--no-compile` and publishes that manifest; without one it compiles the project.
 
-Both leave no absolute host path in the served manifest (dbt writes `compiled_path` absolute when
+All leave no absolute host path in the served manifest (dbt writes `compiled_path` absolute when
 the target path is).
 """
 
@@ -27,6 +31,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,8 @@ DOCS_DIR_ENV = "MALLARD_DBT_DOCS_DIR"
 DEFAULT_DOCS_DIR = DBT_PROJECT_DIR / "target" / "docs"
 # Where the `dbt build` task leaves its manifest for the run's docs task: one folder per DAG run.
 BUILDS_DIR_NAME = ".builds"
+# In a run's build folder: the build task published the docs itself (`publish_docs_of_build`).
+PUBLISHED_MARKER = "published"
 # A build whose docs task never ran (a failed run) is removed by a later build after this long.
 BUILD_KEPT_SECONDS = 24 * 3600
 log = logging.getLogger(__name__)
@@ -154,7 +161,7 @@ def _build_folder(docs_dir: Path, dag_id: str, run_id: str) -> Path:
 
 
 def keep_build_manifest(project_dir: Path, dag_id: str, run_id: str) -> Path | None:
-    """Keep the manifest a `dbt build` in `project_dir` wrote, for this DAG run's docs task; return its folder.
+    """Keep the manifest a `dbt build` in `project_dir` wrote, for this DAG run's docs; return its folder.
 
     Called by the build task with Cosmos's temporary copy of the project, before Cosmos deletes it.
     Builds kept longer than `BUILD_KEPT_SECONDS` (their docs task never ran) are removed. A build
@@ -197,15 +204,57 @@ def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | No
     return folder, manifest
 
 
+def publish_docs_of_build(folder: Path, project_dir: Path, generate_catalog: Callable[[], None]) -> bool:
+    """In the build task, after a `dbt build` that succeeded: publish the docs site of that build; True when done.
+
+    `folder` holds the build's manifest (`keep_build_manifest`). `generate_catalog` runs `dbt docs
+    generate --no-compile` in `project_dir`, the build's own project copy, with the build's flags and
+    env, and raises when dbt fails. A build that left a node uncompiled, or any error, is logged and
+    left to the docs task, which then does the same work in a process of its own: the build never
+    fails for its docs.
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if missing := uncompiled_nodes(manifest):
+            log.info("dbt docs left to the docs task: the build did not compile %d nodes", len(missing))
+            return False
+        generate_catalog()
+        built, docs_dir = project_dir / "target", folder.parent.parent
+        _copy_file(built / "catalog.json", docs_dir / "catalog.json")
+        _copy_file(built / "index.html", docs_dir / "index.html")
+        publish_manifest(manifest, docs_dir)
+        (folder / PUBLISHED_MARKER).touch()
+    except Exception as error:  # the docs task regenerates them; the build's outcome is the build's
+        log.warning("dbt docs left to the docs task: publishing them from the build failed: %s", error)
+        return False
+    log.info("dbt docs published from this build (%d nodes) to %s", len(manifest["nodes"]), docs_dir)
+    return True
+
+
+def take_published_build(docs_dir: Path, dag_run: Any) -> bool:
+    """Whether this DAG run's build published the docs itself; its kept folder is then removed."""
+    dag_id, run_id = getattr(dag_run, "dag_id", None), getattr(dag_run, "run_id", None)
+    if not dag_id or not run_id:
+        return False
+    folder = _build_folder(docs_dir, dag_id, run_id)
+    if not (folder / PUBLISHED_MARKER).is_file():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)  # a cleared docs task then compiles (module docstring)
+    return True
+
+
 def generate_dbt_docs(dbt_project_dir: str = str(DBT_PROJECT_DIR), dag_run: Any = None) -> str:
     """Task callable: run `dbt docs generate` against the warehouse into `dbt_docs_dir()`.
 
-    Airflow passes `dag_run` (the callable asks for it by name): its DAG id finds the build's parse,
-    and its run id the manifest its build kept (module docstring).
+    Airflow passes `dag_run` (the callable asks for it by name): its run id finds the docs its
+    build published, or the manifest its build kept; its DAG id the build's parse (module docstring).
     """
+    target = dbt_docs_dir()
+    if take_published_build(target, dag_run):
+        log.info("dbt docs were published by this run's dbt build: nothing to generate (%s)", target)
+        return str(target)
     from dbt.cli.main import dbtRunner
 
-    target = dbt_docs_dir()
     export_warehouse_path_for_cosmos({})  # where dbt writes, as for the build (a server: its credentials)
     _seed_partial_parse(target, getattr(dag_run, "dag_id", None))
     build = kept_build(target, dag_run)

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from include.mallard.dbt_docs import BUILDS_DIR_NAME, DOCS_DIR_ENV, generate_dbt_docs
+from include.mallard.dbt_docs import BUILDS_DIR_NAME, DOCS_DIR_ENV, generate_dbt_docs, keep_build_manifest
 from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, SOURCES_DIR
 from tests.e2e.helpers import airflow_env, query, run_airflow
 
@@ -116,19 +116,23 @@ def _catalog_columns(catalog: dict) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def test_dbt_docs_publish_the_builds_manifest_as_a_full_docs_generate_would(first_run: FirstRun, monkeypatch):
-    """`dbt_docs` ran `dbt docs generate --no-compile` and published the manifest the build wrote: every
-    node's compiled SQL and the catalog are those a full `dbt docs generate` gives, with no path of the
-    build's temporary project copy left in them."""
-    assert "dbt docs publish the manifest of this run's build" in first_run.log
-    assert not list((first_run.docs / BUILDS_DIR_NAME).iterdir())  # the kept build is removed once published
+def test_the_build_publishes_its_docs_as_a_full_docs_generate_would(first_run: FirstRun, monkeypatch):
+    """The `dbt build` task ran `dbt docs generate --no-compile` in its own process and published the
+    manifest its build wrote; the `dbt_docs` task then had nothing to do. Every node's compiled SQL and
+    the catalog are those a full `dbt docs generate` gives, with no path of the build's temporary
+    project copy left in them. The docs task's own path when the build could not publish (`--no-compile`
+    with the build's kept manifest) gives the same docs."""
+    assert "dbt docs published from this build" in first_run.log
+    assert "dbt docs were published by this run's dbt build" in first_run.log
+    assert not list((first_run.docs / BUILDS_DIR_NAME).iterdir())  # taken by the run's docs task
     published = json.loads((first_run.docs / "manifest.json").read_text())
-    reused_catalog = json.loads((first_run.docs / "catalog.json").read_text())
+    published_catalog = _catalog_columns(json.loads((first_run.docs / "catalog.json").read_text()))
+    assert (first_run.docs / "index.html").stat().st_size > 1000
 
-    # The same task's callable without a build of its run: it compiles the project itself.
-    full = first_run.docs.parent / "docs_full"
     for name in ("MALLARD_WAREHOUSE_PATH", "MALLARD_WORK_DIR", "AIRFLOW__COSMOS__CACHE_DIR"):
         monkeypatch.setenv(name, first_run.env[name])
+    # The same task's callable without a build of its run: it compiles the project itself.
+    full = first_run.docs.parent / "docs_full"
     monkeypatch.setenv(DOCS_DIR_ENV, str(full))
     generate_dbt_docs(str(first_run.dbt), dag_run=SimpleNamespace(dag_id="first_parse", run_id="no build kept"))
     compiled = json.loads((full / "manifest.json").read_text())
@@ -138,11 +142,25 @@ def test_dbt_docs_publish_the_builds_manifest_as_a_full_docs_generate_would(firs
     for unique_id, node in compiled["nodes"].items():
         assert node["compiled"] and node["compiled_code"], unique_id
         assert published["nodes"][unique_id]["compiled_code"] == node["compiled_code"], unique_id
-    assert _catalog_columns(reused_catalog) == _catalog_columns(json.loads((full / "catalog.json").read_text()))
-    assert len(_catalog_columns(reused_catalog)) > 10
+    assert published_catalog == _catalog_columns(json.loads((full / "catalog.json").read_text()))
+    assert len(published_catalog) > 10
     # Paths name the project, as the full run's do, never Cosmos's deleted temporary copy of it.
     for unique_id, node in compiled["nodes"].items():
         for field in ("original_file_path", "path", "patch_path"):
             assert published["nodes"][unique_id][field] == node[field], (unique_id, field)
     only_in_published = _absolute_paths(published) - _absolute_paths(compiled)
     assert all(path.startswith(f"{first_run.dbt}/") for path in only_in_published), only_in_published
+
+    # The docs task with a kept build it must finish itself: the catalog only, the build's manifest.
+    fallback = first_run.docs.parent / "docs_fallback"
+    monkeypatch.setenv(DOCS_DIR_ENV, str(fallback))
+    build_copy = first_run.docs.parent / "build_copy"
+    (build_copy / "target").mkdir(parents=True)
+    (build_copy / "target" / "manifest.json").write_text(json.dumps(published))
+    kept = keep_build_manifest(build_copy, "first_parse", "unpublished run")
+    generate_dbt_docs(str(first_run.dbt), dag_run=SimpleNamespace(dag_id="first_parse", run_id="unpublished run"))
+    fallback_manifest = json.loads((fallback / "manifest.json").read_text())
+    # The build's manifest (its invocation), not one compiled by the docs task; the kept copy is taken.
+    assert fallback_manifest["metadata"]["invocation_id"] == published["metadata"]["invocation_id"]
+    assert fallback_manifest["nodes"] == published["nodes"] and not kept.exists()
+    assert _catalog_columns(json.loads((fallback / "catalog.json").read_text())) == published_catalog
