@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ FRESHNESS_SOURCES_RELATIVE_PATH = Path("target") / "mallard_freshness_sources.js
 # Where each source and each built node lives (database, schema, table), written beside the
 # manifest for the same reason: the Assets a DAG declares are named from them at parse time.
 RELATIONS_RELATIVE_PATH = Path("target") / "mallard_relations.json"
+# Each model's fully qualified name by model name, written beside the manifest: a model task's own
+# process renders only that model and its parents, selected by fqn (dbt_group.running_model_selector).
+MODEL_FQNS_RELATIVE_PATH = Path("target") / "mallard_model_fqns.json"
 _BUILT_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 PROFILE_TARGET = "duckdb"
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
@@ -225,10 +229,24 @@ def record_fingerprint(dbt_project_dir: Path) -> None:
     manifest = _read_manifest(manifest_path(dbt_project_dir))
     (dbt_project_dir / FRESHNESS_SOURCES_RELATIVE_PATH).write_text(json.dumps(_sources_with_freshness(manifest)))
     (dbt_project_dir / RELATIONS_RELATIVE_PATH).write_text(json.dumps(_relations(manifest).as_json()))
+    (dbt_project_dir / MODEL_FQNS_RELATIVE_PATH).write_text(json.dumps(_model_fqns(manifest)))
 
 
 def _read_manifest(manifest: Path) -> dict[str, Any]:
     return json.loads(manifest.read_bytes()) if manifest.is_file() else {}
+
+
+def _model_fqns(manifest: dict[str, Any]) -> dict[str, str]:
+    """Each model's fqn ("project.folder.name") by name; a name two packages share is left out."""
+    models = [node for node in manifest.get("nodes", {}).values() if node.get("resource_type") == "model"]
+    names = Counter(node["name"] for node in models)
+    return {node["name"]: ".".join(node["fqn"]) for node in models if names[node["name"]] == 1 and node.get("fqn")}
+
+
+def model_fqns(dbt_project_dir: Path) -> dict[str, str]:
+    """The models' fqns recorded beside the manifest by `mallard manifest`; empty when there is no record."""
+    recorded = dbt_project_dir / MODEL_FQNS_RELATIVE_PATH
+    return json.loads(recorded.read_text()) if recorded.is_file() else {}
 
 
 def _sources_with_freshness(manifest: dict[str, Any]) -> list[str]:

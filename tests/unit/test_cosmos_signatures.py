@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cosmos.operators import local as cosmos_local
@@ -13,23 +11,14 @@ from cosmos.operators import local as cosmos_local
 from include.mallard.cosmos_signatures import REMEMBERING_INSPECT, remember_cosmos_signatures
 from include.mallard.factory import build_elt_dag
 from include.mallard.paths import DBT_PROJECT_DIR
-
-# Links to the DAG and its groups, which are new objects in every render.
-_LINKS = {"_dag", "task_group", "_task_group", "upstream_task_ids", "downstream_task_ids"}
-
-
-def _described(task: Any) -> dict[str, str]:
-    """Every attribute of a task, as text with memory addresses left out."""
-    return {
-        name: re.sub(r" at 0x[0-9a-f]+", "", repr(value)) for name, value in vars(task).items() if name not in _LINKS
-    }
+from tests.task_description import described
 
 
 def _render(dag_id: str) -> tuple[dict[str, dict[str, str]], int]:
     """Each task of the demo DAG described; and how many of them are Cosmos's local dbt operators."""
     dag = build_elt_dag(dag_id)
     cosmos_operators = sum(isinstance(task, cosmos_local.DbtLocalBaseOperator) for task in dag.tasks)
-    return {task.task_id: _described(task) for task in dag.tasks}, cosmos_operators
+    return {task.task_id: described(task) for task in dag.tasks}, cosmos_operators
 
 
 def _lookups() -> tuple[int, int]:
