@@ -81,3 +81,18 @@ def test_e2e_reads_each_task_process_parse_time_from_airflows_task_logs(tmp_path
         "dbt test": {"tasks": 1, "median_ms": 90.0},
         "extract": {"tasks": 1, "median_ms": 300.0},
     }
+
+
+def test_the_parse_benchmark_parses_as_a_mart_models_task_process_would(monkeypatch):
+    from airflow.sdk import get_parsing_context
+
+    from bench.parse import model_task_env
+    from include.mallard.dbt_group import running_model_selector
+    from include.mallard.paths import DBT_PROJECT_DIR
+
+    env = model_task_env({"PATH": "/bin"}, DBT_PROJECT_DIR)
+    assert env["PATH"] == "/bin" and env["_AIRFLOW_PARSING_CONTEXT_TASK_ID"] == "dbt.customers.run"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert get_parsing_context().task_id == "dbt.customers.run"
+    assert running_model_selector(DBT_PROJECT_DIR) == ["1+fqn:mallard.marts.customers"]
