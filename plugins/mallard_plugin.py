@@ -10,7 +10,7 @@ and of Cosmos's dbt docs view.
   AIRFLOW__COSMOS__DBT_DOCS_PROJECTS in scripts/env.sh and the Dockerfile), which Cosmos
   registers through its own entry point without any.
 
-- A listener (include/mallard/worker_preload.py) imports dlt and dbt into the scheduler before the
+- A listener (include/mallard/worker_preload.py) imports dlt, dbt and Mallard's modules into the scheduler before the
   LocalExecutor forks the processes that run tasks, so each task starts with them imported.
 
 Every Airflow process imports plugins (task processes for listeners and macros), but only the

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ import duckdb
 import pytest
 
 from include.mallard.dbt_group import BUILD_TASK_ID
+from include.mallard.paths import PROJECT_ROOT
 from include.mallard.warehouse import LOCK_ERROR_TEXT, WAREHOUSE_POOL
 from scripts.airflow_stack import EXECUTION_API_HEALTH, AirflowStack, stack_processes
 from tests.e2e.airflow_api import (
@@ -47,6 +50,8 @@ DAYS_IN_RUN = 7
 LOCK_RETRY_TEXT = "locked by another process"  # retry_on_lock's warning: a lock was met and waited out
 # Cosmos logs these when a model / test task runs dbt itself instead of reading the build's result.
 WATCHER_FALLBACK_TEXTS = ("Falling back to running", "Running tests for model")
+# What a task process logs when project files changed since the scheduler preloaded them (worker_preload).
+PROJECT_REIMPORTED = "changed since the scheduler preloaded them"
 
 
 @pytest.fixture(scope="module")
@@ -300,3 +305,33 @@ def test_the_stack_asks_the_execution_api_before_any_task_does(stack: AirflowSta
     requests = [line for line in log.splitlines() if "path=/execution/" in line]
     assert requests, "no request reached the execution API"
     assert f"path={EXECUTION_API_HEALTH}" in requests[0], requests[:3]
+
+
+def test_an_edit_of_mallards_code_reaches_the_next_task(stack: AirflowStack):
+    """The scheduler preloads Mallard's own modules too (worker_preload.preload_project), and the tasks
+    so far parsed the DAG file with them as they were. Once a project file changes, every later task
+    imports the project anew before it parses: a user's edit applies at the next task."""
+    scheduler = next(component for component in stack.components if component.name == "scheduler")
+    preloaded = re.search(r"and (\d+) project files imported", scheduler.log_path.read_text(errors="replace"))
+    assert preloaded and int(preloaded.group(1)) > 20, "the scheduler did not preload Mallard's modules"
+    assert not [path for path in task_logs(stack.home) if PROJECT_REIMPORTED in path.read_text(errors="replace")]
+
+    edited = PROJECT_ROOT / "include" / "mallard" / "edges.py"
+    before = edited.stat()
+    api = Api(stack)
+    try:
+        os.utime(edited)  # saved again without a change: that counts as an edit
+        run = api.call(
+            "POST",
+            f"/dags/{DAG_ID}/dagRuns",
+            json={"logical_date": "2024-03-02T00:00:00Z", "conf": {"start": "2024-03-01", "end": "2024-03-02"}},
+        )
+        finished = wait_for_run(api, DAG_ID, run["dag_run_id"])
+    finally:
+        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert finished["state"] == "success"
+    logs = sorted(stack.home.glob(f"logs/dag_id={DAG_ID}/run_id={run['dag_run_id']}/task_id=*/*.log"))
+    model_logs = [path for path in logs if path.parent.name.endswith(".run") and "dbt." in path.parent.name]
+    assert len(logs) > 20 and model_logs
+    stale = [path.parent.name for path in logs if PROJECT_REIMPORTED not in path.read_text(errors="replace")]
+    assert not stale, f"tasks that parsed the DAG file with the preloaded modules after the edit: {stale}"

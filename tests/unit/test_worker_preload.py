@@ -1,11 +1,14 @@
-"""include/mallard/worker_preload.py: which processes import the task libraries, and what importing them does.
+"""include/mallard/worker_preload.py: which processes preload, what preloading imports, and that an edit of the
+project's code still reaches the next task.
 
 That the LocalExecutor's workers really start with them is tests/e2e/test_real_scheduler.py's.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ import pytest
 from airflow.jobs.job import Job
 from airflow.sdk.execution_time.task_runner import TaskRunnerMarker
 
+from include.mallard import worker_preload
 from include.mallard.worker_preload import TASK_LIBRARIES, is_wanted
 from tests.conftest import PROJECT_ROOT
 
@@ -42,9 +46,9 @@ def test_no_other_process_preloads(component, argv, executor, setting):
     assert not is_wanted(component, argv, executor, setting)
 
 
-def test_preloading_imports_the_libraries_and_no_project_code_and_starts_no_thread():
-    """Forking a process that runs threads can deadlock the child, and a module of the project
-    imported before the fork would be stale in every task after the user edits it."""
+def test_preloading_the_libraries_imports_no_project_code_and_starts_no_thread():
+    """Forking a process that runs threads can deadlock the child; the project's modules are preloaded
+    on their own (`preload_project`), with their files' states recorded."""
     script = """
 import json, os, sys
 import airflow.sdk  # what the scheduler has imported before its jobs start
@@ -71,3 +75,91 @@ print(json.dumps({
     assert {"dlt", "dbt.cli.main", "duckdb"} <= set(report["loaded"])
     assert report["project_modules"] == []
     assert report["threads"] == [1, 1], "a preloaded library started a thread (pyarrow's jemalloc does)"
+
+
+def test_preloading_the_project_imports_what_the_dag_file_does_records_its_files_and_starts_no_thread():
+    script = """
+import json, os, sys
+import airflow.sdk
+from include.mallard import worker_preload
+worker_preload.preload()
+threads_before = len(os.listdir("/proc/self/task"))
+files = worker_preload.preload_project()
+print(json.dumps({
+    "files": files,
+    "recorded": sorted(worker_preload._preloaded_files),
+    "factory": "include.mallard.factory" in sys.modules,
+    "threads": [threads_before, len(os.listdir("/proc/self/task"))],
+    "stale": worker_preload.drop_stale_project_modules(),
+}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["factory"] and report["files"] == len(report["recorded"]) > 20
+    assert str(PROJECT_ROOT / "include" / "mallard" / "config" / "strict.py") in report["recorded"]
+    assert report["threads"] == [1, 1]
+    assert report["stale"] == []  # nothing changed: the preloaded modules stay
+
+
+@pytest.fixture
+def probe_package(tmp_path, monkeypatch):
+    """A package `stale_probe` on sys.path: `a` imports `b`; forgotten from sys.modules afterwards."""
+    package = tmp_path / "stale_probe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from stale_probe.b import value\n")
+    (package / "b.py").write_text("value = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(worker_preload, "_preloaded_files", {})
+    yield package
+    worker_preload.forget_project_modules("stale_probe")
+
+
+def test_an_unchanged_project_is_used_as_preloaded(probe_package):
+    assert worker_preload.preload_project(("stale_probe.a",), "stale_probe") == 3
+    module = sys.modules["stale_probe.a"]
+    assert worker_preload.drop_stale_project_modules("stale_probe") == []
+    assert sys.modules["stale_probe.a"] is module
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.write_text("value = 22\n"),
+        lambda b: b.write_text("value = 2\n"),  # the same size
+        lambda b: b.touch(),  # the same text: imported anew all the same (cheap, and never stale)
+        lambda b: b.unlink(),
+    ],
+    ids=["edited", "same-size", "touched", "deleted"],
+)
+def test_a_task_after_an_edit_imports_the_whole_project_anew(probe_package, edit):
+    worker_preload.preload_project(("stale_probe.a",), "stale_probe")
+    b = probe_package / "b.py"
+    os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns - 10**9))  # clocks coarser than an edit
+    worker_preload._preloaded_files[str(b)] = worker_preload._file_state(str(b))
+    edit(b)
+
+    assert worker_preload.drop_stale_project_modules("stale_probe") == [str(b)]
+    # Every module of the package, the unchanged `a` too: it holds what it imported from `b`.
+    assert not [name for name in sys.modules if name.startswith("stale_probe")]
+    assert worker_preload._preloaded_files == {}
+    if b.exists():
+        written = int(b.read_text().split("=")[1])
+        assert importlib.import_module("stale_probe.a").value == written
+
+
+def test_a_project_that_does_not_import_is_not_preloaded(probe_package, caplog):
+    (probe_package / "b.py").write_text("value = (\n")  # a syntax error
+    assert worker_preload.preload_project(("stale_probe.a",), "stale_probe") == 0
+    assert "not preloaded" in caplog.text
+    assert not [name for name in sys.modules if name.startswith("stale_probe")]
+    assert worker_preload.drop_stale_project_modules("stale_probe") == []
+
+
+def test_a_task_process_checks_its_project_files_before_it_parses(monkeypatch):
+    checked: list[str] = []
+    monkeypatch.setattr(worker_preload, "drop_stale_project_modules", lambda: checked.append("checked") or [])
+    worker_preload.on_starting(TaskRunnerMarker())
+    assert checked == ["checked"]
