@@ -289,7 +289,7 @@ def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack
     the scheduler says what it imported. Without the listener nothing in the scheduler imports it."""
     scheduler = next(component for component in stack.components if component.name == "scheduler")
     log = scheduler.log_path.read_text(errors="replace")[scheduler.log_offset :]
-    assert "task libraries imported for the LocalExecutor's task processes" in log, log[-3000:]
+    assert "project files imported for the LocalExecutor's task processes" in log, log[-3000:]
     processes = stack_processes([scheduler.info.pid])
     workers = [pid for pid, info in processes.items() if info.ppid == scheduler.info.pid]
     assert workers, f"no child process of the scheduler ({scheduler.info.pid}): is the executor the LocalExecutor?"
