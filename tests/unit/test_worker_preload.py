@@ -112,6 +112,9 @@ def probe_package(tmp_path, monkeypatch):
     (package / "a.py").write_text("from stale_probe.b import value\n")
     (package / "b.py").write_text("value = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # No bytecode: Python trusts a .pyc whose source has the same size and mtime second, and these
+    # edits happen within one second; that check is Python's own, whatever imports the module.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     monkeypatch.setattr(worker_preload, "_preloaded_files", {})
     yield package
     worker_preload.forget_project_modules("stale_probe")
