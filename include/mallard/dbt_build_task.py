@@ -46,7 +46,7 @@ from cosmos.operators.watcher import (
     DbtTestWatcherOperator,
 )
 
-from include.mallard.dbt_docs import keep_build_manifest, publish_docs_of_build
+from include.mallard.dbt_docs import keep_build_manifest, publish_docs_of_build, raise_for_failed_docs
 from include.mallard.dbt_events import SUPERSEDED_NODE_EVENTS, ForwardsReadEvents, callback_only_logging
 from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, writer_turn
 
@@ -271,16 +271,15 @@ class MallardDbtBuildOperator(DbtProducerWatcherOperator, ForwardsReadEvents):
         super()._handle_post_execution(tmp_project_dir, context, *args, **kwargs)
         # Before Cosmos deletes its copy of the project: the docs are built from this manifest.
         kept = keep_build_manifest(Path(tmp_project_dir), self.dag_id, context["run_id"])
-        invocation = self._last_invocation
-        if kept is None or invocation is None or not invocation[3]:
+        if kept is None or self._last_invocation is None:
+            return
+        command, env, cwd, succeeded = self._last_invocation
+        if not succeeded:
             return  # a failed build: the docs are left as they are (the docs task does not run)
-        command, env, cwd, _ = invocation
 
         def generate_catalog() -> None:
             # Cosmos's runner, without the build's event callbacks: no watcher reads the docs' events.
-            result = dbt_runner.run_command(docs_command_of(command), env, cwd)
-            if not result.success:
-                raise RuntimeError(f"dbt docs generate failed: {result.exception}")
+            raise_for_failed_docs(dbt_runner.run_command(docs_command_of(command), env, cwd))
 
         publish_docs_of_build(kept, Path(tmp_project_dir), generate_catalog)
 

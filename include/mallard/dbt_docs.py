@@ -188,12 +188,14 @@ def uncompiled_nodes(manifest: dict[str, Any]) -> list[str]:
     return [unique_id for unique_id, node in manifest.get("nodes", {}).items() if node.get("compiled") is False]
 
 
-def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | None:
-    """(folder, manifest) of the build this DAG run kept, when it compiled every node."""
+def _run_build_folder(docs_dir: Path, dag_run: Any) -> Path | None:
+    """The folder where this DAG run's build keeps its manifest (named after the run: no other run's)."""
     dag_id, run_id = getattr(dag_run, "dag_id", None), getattr(dag_run, "run_id", None)
-    if not dag_id or not run_id:
-        return None
-    folder = _build_folder(docs_dir, dag_id, run_id)  # named after this run: no other run's build
+    return _build_folder(docs_dir, dag_id, run_id) if dag_id and run_id else None
+
+
+def _compiled_build_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest kept in `folder` when its build compiled every node; else None (a node left out is logged)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -201,7 +203,20 @@ def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | No
     if missing := uncompiled_nodes(manifest):
         log.info("dbt docs compile the project: the build did not compile %d nodes, e.g. %s", len(missing), missing[0])
         return None
-    return folder, manifest
+    return manifest
+
+
+def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | None:
+    """(folder, manifest) of the build this DAG run kept, when it compiled every node."""
+    folder = _run_build_folder(docs_dir, dag_run)
+    manifest = None if folder is None else _compiled_build_manifest(folder)
+    return None if folder is None or manifest is None else (folder, manifest)
+
+
+def raise_for_failed_docs(result: Any) -> None:
+    """Raise when a `dbt docs generate` (a dbtRunnerResult) failed."""
+    if not result.success:
+        raise RuntimeError(f"dbt docs generate failed: {result.exception}")
 
 
 def publish_docs_of_build(folder: Path, project_dir: Path, generate_catalog: Callable[[], None]) -> bool:
@@ -213,13 +228,13 @@ def publish_docs_of_build(folder: Path, project_dir: Path, generate_catalog: Cal
     left to the docs task, which then does the same work in a process of its own: the build never
     fails for its docs.
     """
+    manifest = _compiled_build_manifest(folder)
+    if manifest is None:
+        return False
+    # The folder is <docs dir>/.builds/<run> (`keep_build_manifest`).
+    built, docs_dir = project_dir / "target", folder.parent.parent
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if missing := uncompiled_nodes(manifest):
-            log.info("dbt docs left to the docs task: the build did not compile %d nodes", len(missing))
-            return False
         generate_catalog()
-        built, docs_dir = project_dir / "target", folder.parent.parent
         _copy_file(built / "catalog.json", docs_dir / "catalog.json")
         _copy_file(built / "index.html", docs_dir / "index.html")
         publish_manifest(manifest, docs_dir)
@@ -233,11 +248,8 @@ def publish_docs_of_build(folder: Path, project_dir: Path, generate_catalog: Cal
 
 def take_published_build(docs_dir: Path, dag_run: Any) -> bool:
     """Whether this DAG run's build published the docs itself; its kept folder is then removed."""
-    dag_id, run_id = getattr(dag_run, "dag_id", None), getattr(dag_run, "run_id", None)
-    if not dag_id or not run_id:
-        return False
-    folder = _build_folder(docs_dir, dag_id, run_id)
-    if not (folder / PUBLISHED_MARKER).is_file():
+    folder = _run_build_folder(docs_dir, dag_run)
+    if folder is None or not (folder / PUBLISHED_MARKER).is_file():
         return False
     shutil.rmtree(folder, ignore_errors=True)  # a cleared docs task then compiles (module docstring)
     return True
@@ -266,12 +278,7 @@ def generate_dbt_docs(dbt_project_dir: str = str(DBT_PROJECT_DIR), dag_run: Any 
     profile = read_dbt_project(Path(dbt_project_dir))["profile"]
     args += ["--profile", profile, "--target", active_warehouse().dbt_target, "--target-path", str(target)]
 
-    def generate() -> None:
-        result = dbtRunner().invoke(args)
-        if not result.success:
-            raise RuntimeError(f"dbt docs generate failed: {result.exception}")
-
-    retry_on_lock(generate)
+    retry_on_lock(lambda: raise_for_failed_docs(dbtRunner().invoke(args)))
     if build is None:
         publish_manifest(target / "manifest.json", target)
     else:
