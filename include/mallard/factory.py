@@ -28,7 +28,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule
+from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_parsing_context
 
 from include.mallard import tasks
 from include.mallard.assets import declared_raw_tables, source_alias_name, source_outlets
@@ -41,7 +41,7 @@ from include.mallard.config.project import (
     load_project_settings,
     read_source_files,
 )
-from include.mallard.dbt_on_assets import build_dbt_on_assets_dag
+from include.mallard.dbt_on_assets import DBT_DAG_ID, build_dbt_on_assets_dag
 from include.mallard.interval import interval_bound
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.run_steps import (
@@ -277,6 +277,9 @@ def build_elt_dag(
         for invalid in files.invalid:
             ingestion.append(invalid_source_task(invalid, taken))
             taken.add(ingestion[-1].task_id)
+        # An ingestion task's own process needs no dbt project: at 1,000 models its render is most
+        # of the parse (docs/benchmarks.md). Only ingestion tasks are in the DAG so far.
+        renders_dbt = parsing_task(dag_id) not in dag.task_dict
         # One join instead of sources x dbt-root edges: at 50 sources and 400 root models the
         # direct edges cost 1.3 s of parse time (docs/benchmarks.md). Its trigger rule keeps dbt
         # from publishing marts without a failed or invalid source; sources that the run conf's
@@ -287,7 +290,7 @@ def build_elt_dag(
             doc_md="Every source is loaded (or left out by the run conf's `sources`); dbt may start.",
         )
         ingestion >> ingestion_done
-        if settings.dbt_schedule == "with_ingestion":
+        if settings.dbt_schedule == "with_ingestion" and renders_dbt:
             dbt = dbt_steps(dag, dbt_project_dir, warehouse)
             if generate_staging:
                 ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir, warehouse) >> dbt
@@ -307,11 +310,13 @@ def build_source_dags(
     tags: tuple[str, ...] = DEFAULT_TAGS,
     source_files: SourceFiles | None = None,
     settings: ProjectSettings | None = None,
+    only_dag_id: str | None = None,
 ) -> list[DAG]:
     """One ingestion-only DAG `<dag_id>_ingest_<source>` per source whose `schedule` differs from the ELT DAG's.
 
     Its runs may load from the source's own start date on (mallard.yml `sources.<name>.start_date`,
-    else the project's `start_date`); an earlier interval fails naming that setting.
+    else the project's `start_date`); an earlier interval fails naming that setting. With
+    `only_dag_id`, only the DAG of that id (if any).
     """
     settings = _settings(settings, cron, start_date)
     files = source_files if source_files is not None else read_source_files(sources_dir)
@@ -321,13 +326,15 @@ def build_source_dags(
     for item in own:
         source = item.source
         assert source.schedule is not None
+        if only_dag_id is not None and source_dag_id(dag_id, source) != only_dag_id:
+            continue
         earliest, setting = settings.source_start(source.name), settings.start_setting(source.name)
         doc = (
             f"# Ingest `{source.name}`\n\nLoads source `{source.name}` on its own schedule `{source.schedule}`, "
             f"from {earliest} on ({setting})."
         )
         dag_tags = [*tags, "ingest", *source.tags]
-        with _new_dag(f"{dag_id}_ingest_{source.name}", source.schedule, earliest, setting, dag_tags, doc) as dag:
+        with _new_dag(source_dag_id(dag_id, source), source.schedule, earliest, setting, dag_tags, doc) as dag:
             build_ingestion_group(
                 item,
                 earliest=earliest,
@@ -347,15 +354,40 @@ def build_dags(
     dbt_project_dir: Path = DBT_PROJECT_DIR,
     settings: ProjectSettings | None = None,
 ) -> dict[str, DAG]:
-    """Every DAG of the project by id (the ELT DAG and one per separately scheduled source); files read once."""
+    """Every DAG of the project by id (the ELT DAG and one per separately scheduled source); files read once.
+
+    A task process parses the DAG file for one task (Airflow names its DAG): only that DAG is built.
+    """
     settings = settings or load_project_settings()
     files = read_source_files(sources_dir)
-    dags = [
-        build_elt_dag(sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, source_files=files, settings=settings),
-        *build_source_dags(
-            sources_dir=sources_dir, dbt_project_dir=dbt_project_dir, source_files=files, settings=settings
-        ),
-    ]
+    wanted = get_parsing_context().dag_id
+    _, own = split_by_schedule(files.enabled(), settings.schedule)
+    ours = {DEFAULT_DAG_ID, *(source_dag_id(DEFAULT_DAG_ID, item.source) for item in own)}
     if settings.dbt_schedule == "on_assets":
+        ours.add(DBT_DAG_ID)
+    if wanted not in ours:  # any other parse (the DAG processor, `airflow dags test`, a test): all of them
+        wanted = None
+    dags = []
+    shared: dict[str, Any] = {"sources_dir": sources_dir, "dbt_project_dir": dbt_project_dir, "settings": settings}
+    if wanted in (None, DEFAULT_DAG_ID):
+        dags.append(build_elt_dag(source_files=files, **shared))
+    if wanted != DEFAULT_DAG_ID and wanted != DBT_DAG_ID:
+        dags += build_source_dags(source_files=files, only_dag_id=wanted, **shared)
+    if settings.dbt_schedule == "on_assets" and wanted in (None, DBT_DAG_ID):
         dags.append(build_dbt_on_assets_dag(files, settings, dbt_project_dir=dbt_project_dir))
     return {dag.dag_id: dag for dag in dags}
+
+
+def source_dag_id(elt_dag_id: str, source: SourceConfig) -> str:
+    """The id of the ingestion-only DAG of a source with a schedule of its own."""
+    return f"{elt_dag_id}_ingest_{source.name}"
+
+
+def parsing_task(dag_id: str) -> str | None:
+    """The task whose own process is parsing the DAG file, if it is a task of `dag_id`; else None.
+
+    Airflow's task runner parses the DAG file to find the one task it runs, and names it in
+    `get_parsing_context()`; the DAG processor, `airflow dags test` and tests name none.
+    """
+    context = get_parsing_context()
+    return context.task_id if context.dag_id == dag_id else None

@@ -82,12 +82,16 @@ def skip_unless_selected(source_name: str, context: Mapping[str, Any]) -> None:
     selected = selected_sources(getattr(dag_run, "conf", None))
     if selected is None:
         return
-    in_dag = {task.task_id.split(".")[0].removeprefix("ingest_") for task in context["dag"].tasks}
+    # Each source's tasks are in its group `ingest_<source>` (a task process renders no dbt tasks).
+    in_dag = {
+        group.removeprefix("ingest_")
+        for group, _, step in (task.task_id.partition(".") for task in context["dag"].tasks)
+        if group.startswith("ingest_") and step
+    }
     if unknown := sorted(selected - in_dag):
-        known = sorted(name for name in in_dag if f"ingest_{name}.extract" in context["dag"].task_dict)
         raise _no_retry(
             f"run conf field {SOURCES_CONF_KEY!r} names {unknown}, which this DAG does not load "
-            f"(its sources: {', '.join(known)}); fix the conf and trigger the run again"
+            f"(its sources: {', '.join(sorted(in_dag))}); fix the conf and trigger the run again"
         )
     if source_name not in selected:
         raise AirflowSkipException(

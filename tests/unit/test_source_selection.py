@@ -43,6 +43,12 @@ def test_a_name_the_dag_has_no_source_for_fails_the_run_instead_of_skipping_ever
         skip_unless_selected("shop", _context({"sources": ["shpo"]}))
 
 
+@pytest.mark.parametrize("name", ["dbt", "ingestion_done", "publish"])
+def test_a_task_that_is_not_a_source_is_not_a_source_name(name):
+    with pytest.raises(AirflowFailException, match=rf"names \['{name}'\], which this DAG does not load"):
+        skip_unless_selected("shop", _context({"sources": [name]}))
+
+
 @pytest.mark.parametrize("value", ["shop", [], ["shop", 3], [""], {"shop": True}])
 def test_a_sources_value_that_is_not_a_list_of_names_fails_without_retry(value):
     with pytest.raises(AirflowFailException, match=r"run conf field 'sources' = .* is not a list of source names"):

@@ -1,22 +1,27 @@
-"""A model task's own process renders only that model and its parents, and gets the same task.
+"""A task's own process builds only what its task needs, and gets the same task.
 
 Airflow's task runner parses the DAG file to find the one task it runs, and names it in
 `get_parsing_context()` (env vars it sets around the parse; set the same way here). Rendering every
-other model was most of that parse at scale (docs/benchmarks.md). Each model's run and test task so
-rendered is compared with the same task of the whole DAG: every attribute and its upstream tasks.
+other model was most of that parse at scale (docs/benchmarks.md). A model task's process renders
+only that model and its parents; an ingestion task's process renders no dbt project; any task's
+process builds only its own DAG. Each task so built is compared with the same task of the whole
+DAG: every attribute, its upstream and its downstream tasks.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
+from include.mallard.config.project import load_project_settings
 from include.mallard.dbt_group import running_model_selector
+from include.mallard.dbt_on_assets import DBT_DAG_ID
 from include.mallard.dbt_project import MODEL_FQNS_RELATIVE_PATH, model_fqns
-from include.mallard.factory import build_elt_dag
-from include.mallard.paths import DBT_PROJECT_DIR
+from include.mallard.factory import DEFAULT_DAG_ID, build_dags, build_elt_dag
+from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from tests.e2e.helpers import demo_project_with_spend_freshness
 from tests.task_description import described
 
@@ -104,3 +109,68 @@ def test_a_model_name_two_packages_share_is_not_selected_by_name():
         }
     }
     assert _model_fqns(manifest) == {"customers": "shop.marts.customers"}
+
+
+def _same_task(own, whole, task_id: str) -> None:
+    task, expected = own.get_task(task_id), whole.get_task(task_id)
+    assert described(task) == described(expected), task_id
+    assert task.upstream_task_ids == expected.upstream_task_ids, task_id
+    # A model task's process renders its parents, not its children (first test above).
+    if not re.fullmatch(r"dbt\.[^.]+\.(run|test)", task_id):
+        assert task.downstream_task_ids == expected.downstream_task_ids, task_id
+
+
+def _sources_with_an_invalid_file(tmp_path: Path) -> Path:
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    (sources / "broken.yml").write_text("name: broken\nkind: no_such_kind\n")
+    return sources
+
+
+@pytest.mark.parametrize("project", ["demo", "with source freshness"])
+def test_an_ingestion_tasks_process_renders_no_dbt_and_gets_the_same_task(project, request, tmp_path, monkeypatch):
+    dbt_project_dir = DBT_PROJECT_DIR if project == "demo" else request.getfixturevalue("fresh_project")
+    sources = _sources_with_an_invalid_file(tmp_path)
+    whole = build_elt_dag(DAG_ID, sources_dir=sources, dbt_project_dir=dbt_project_dir)
+    ingestion_tasks = sorted(task.task_id for task in whole.tasks if task.task_id.startswith("ingest_"))
+    # 3 sources, an extract and a load each, and the invalid file's failing task.
+    assert ingestion_tasks == [
+        "ingest_broken",
+        *(f"ingest_{name}.{step}" for name in ("marketing", "shop", "stores") for step in ("extract", "load")),
+    ]
+
+    for task_id in ingestion_tasks:
+        in_task_process(monkeypatch, task_id)
+        own = build_elt_dag(DAG_ID, sources_dir=sources, dbt_project_dir=dbt_project_dir)
+        assert not [task.task_id for task in own.tasks if task.task_id.startswith("dbt")], task_id
+        _same_task(own, whole, task_id)
+    # Another DAG's task of the same name does not count: the dbt project is rendered.
+    monkeypatch.setenv(PARSING_CONTEXT_ENV["dag_id"], "another_dag")
+    assert len(build_elt_dag(DAG_ID, sources_dir=sources, dbt_project_dir=dbt_project_dir).tasks) == len(whole.tasks)
+
+
+@pytest.mark.parametrize("dbt_schedule", ["with_ingestion", "on_assets"])
+def test_a_tasks_process_builds_only_its_own_dag(dbt_schedule, tmp_path, monkeypatch):
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    marketing = sources / "marketing.yml"
+    marketing.write_text(marketing.read_text() + 'schedule: "0 6 * * *"\n')
+    settings = load_project_settings().model_copy(update={"dbt_schedule": dbt_schedule})
+    for name in PARSING_CONTEXT_ENV.values():
+        monkeypatch.delenv(name, raising=False)
+    every = build_dags(sources_dir=sources, settings=settings)
+    expected_ids = {DEFAULT_DAG_ID, f"{DEFAULT_DAG_ID}_ingest_marketing"} | (
+        {DBT_DAG_ID} if dbt_schedule == "on_assets" else set()
+    )
+    assert set(every) == expected_ids
+
+    for dag_id, dag in every.items():
+        for task in dag.tasks:
+            monkeypatch.setenv(PARSING_CONTEXT_ENV["dag_id"], dag_id)
+            monkeypatch.setenv(PARSING_CONTEXT_ENV["task_id"], task.task_id)
+            own = build_dags(sources_dir=sources, settings=settings)
+            assert list(own) == [dag_id], task.task_id
+            _same_task(own[dag_id], dag, task.task_id)
+    # A DAG id that is not one of the project's (another DAG file's task): every DAG, as before.
+    monkeypatch.setenv(PARSING_CONTEXT_ENV["dag_id"], "not_mallards")
+    assert set(build_dags(sources_dir=sources, settings=settings)) == expected_ids
