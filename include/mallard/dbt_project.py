@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from include.mallard.dbt_files import project_files
+from include.mallard.paths import MANIFEST_RELATIVE_PATH
 from include.mallard.warehouse import (
     WAREHOUSE_PATH_ENV,
     Warehouse,
@@ -34,7 +35,6 @@ from include.mallard.warehouse import (
     resolve_warehouse_path,
 )
 
-MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 FINGERPRINT_RELATIVE_PATH = Path("target") / "mallard_fingerprint.txt"
 # The same files' paths, sizes and modification times when the fingerprint was recorded: while they
 # match, the parse need not read and hash the files (0.05 s of each parse at 1,000 models).

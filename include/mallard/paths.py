@@ -13,6 +13,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = PROJECT_ROOT / "include"
 SOURCES_DIR = INCLUDE_DIR / "sources"
 DBT_PROJECT_DIR = INCLUDE_DIR / "dbt"
+# Where a dbt project keeps its manifest (`mallard manifest` builds it; Cosmos renders from it).
+MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 DEFAULT_WAREHOUSE_PATH = PROJECT_ROOT / "warehouse" / "mallard.duckdb"
 DEFAULT_WORK_DIR = PROJECT_ROOT / ".mallard"
 WORK_DIR_ENV = "MALLARD_WORK_DIR"

@@ -15,6 +15,7 @@ Two kinds of modules:
   and a task process whose project files changed since (`drop_stale_project_modules`, run just
   before it parses the DAG file) forgets every project module and imports them anew: an edit
   still applies at the next task. A project that does not import is not preloaded (logged).
+  With them, the project's dbt manifest is parsed once for all task processes (cosmos_manifest.py).
 
 It runs in the `airflow scheduler` process only, and only when the executor is the LocalExecutor
 (other executors start tasks elsewhere). `MALLARD_PRELOAD_TASK_LIBRARIES=false` turns both off.
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.listeners import hookimpl
+
+from include.mallard.cosmos_manifest import FileState, file_state, preload_manifest
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ TASK_LIBRARIES = (
 PROJECT_MODULES = ("include.mallard.factory",)
 PROJECT_PACKAGE = "include"
 # Each preloaded project file's (mtime, ctime, size, inode) when the scheduler imported it; inherited by the forks.
-_preloaded_files: dict[str, tuple[int, int, int, int] | None] = {}
+_preloaded_files: dict[str, FileState | None] = {}
 
 
 def is_wanted(component: Any, argv: list[str], executor: str, setting: str | None) -> bool:
@@ -87,20 +90,15 @@ def preload(modules: tuple[str, ...] = TASK_LIBRARIES) -> list[str]:
     return loaded
 
 
-def _file_state(path: str) -> tuple[int, int, int, int] | None:
-    """What changes when a file is edited, replaced or touched; None when it is gone."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino
+def _file_state(path: str) -> FileState | None:
+    return file_state(Path(path))
 
 
 def _is_project_module(name: str, package: str) -> bool:
     return name == package or name.startswith(f"{package}.")
 
 
-def project_module_files(package: str = PROJECT_PACKAGE) -> dict[str, tuple[int, int, int, int] | None]:
+def project_module_files(package: str = PROJECT_PACKAGE) -> dict[str, FileState | None]:
     """The source file of every imported module of `package`, with its state (`_file_state`)."""
     return {
         module.__file__: _file_state(module.__file__)
@@ -169,11 +167,20 @@ def on_starting(component: Any) -> None:
     started = time.perf_counter()
     loaded = preload()
     files = preload_project()
+    manifest = files > 0 and preload_project_manifest()
     log.info(
-        "Mallard: %d task libraries and %d project files imported for the LocalExecutor's task processes in %.1f s "
-        "(%s=false: off)",
+        "Mallard: %d task libraries and %d project files imported for the LocalExecutor's task processes, "
+        "the dbt manifest %s, in %.1f s (%s=false: off)",
         len(loaded),
         files,
+        "parsed" if manifest else "not parsed",
         time.perf_counter() - started,
         PRELOAD_ENV,
     )
+
+
+def preload_project_manifest() -> bool:
+    """Parse the project's dbt manifest once for every task process (cosmos_manifest.py); True if parsed."""
+    from include.mallard.paths import DBT_PROJECT_DIR, MANIFEST_RELATIVE_PATH
+
+    return preload_manifest(DBT_PROJECT_DIR / MANIFEST_RELATIVE_PATH)

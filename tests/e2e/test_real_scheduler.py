@@ -286,16 +286,25 @@ def _maps_duckdb(pid: int) -> bool:
 def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack: AirflowStack):
     """worker_preload imports the task libraries into the scheduler before the LocalExecutor forks
     its workers (the processes that fork each task): the workers already have DuckDB loaded, and
-    the scheduler says what it imported. Without the listener nothing in the scheduler imports it."""
+    the scheduler says what it imported, and that it parsed the dbt manifest for them
+    (cosmos_manifest.py). Without the listener nothing in the scheduler imports it."""
     scheduler = next(component for component in stack.components if component.name == "scheduler")
     log = scheduler.log_path.read_text(errors="replace")[scheduler.log_offset :]
-    assert "project files imported for the LocalExecutor's task processes" in log, log[-3000:]
+    assert "project files imported for the LocalExecutor's task processes, the dbt manifest parsed" in log, log[-3000:]
     processes = stack_processes([scheduler.info.pid])
     workers = [pid for pid, info in processes.items() if info.ppid == scheduler.info.pid]
     assert workers, f"no child process of the scheduler ({scheduler.info.pid}): is the executor the LocalExecutor?"
     assert _maps_duckdb(scheduler.info.pid)
     without = [pid for pid in workers if not _maps_duckdb(pid)]
     assert not without, f"scheduler children without DuckDB imported: {without} of {workers}"
+    # The model and test tasks of the runs so far took that parse instead of reading the file.
+    taken = "since the scheduler parsed it, was not read again"
+    model_task_logs = [
+        path for path in task_logs(stack.home) if re.search(r"task_id=dbt\.[^./]+\.(run|test)", str(path))
+    ]
+    assert model_task_logs, "no model task has run on this stack"
+    not_taken = [path for path in model_task_logs if taken not in path.read_text(errors="replace")]
+    assert not not_taken, f"{len(not_taken)} of {len(model_task_logs)} model task logs, e.g. {not_taken[:1]}"
 
 
 def test_the_stack_asks_the_execution_api_before_any_task_does(stack: AirflowStack):
