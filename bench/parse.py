@@ -184,7 +184,7 @@ def _demo_manifest_is_fresh() -> None:
         raise SystemExit(f"{error}\n(bench/parse.py never rebuilds the demo manifest itself.)") from error
 
 
-def _ensure_manifest(dbt_project_dir: Path) -> float | None:
+def ensure_manifest(dbt_project_dir: Path) -> float | None:
     """Build the generated project's manifest unless a fresh one is there; the seconds `dbt parse` took.
 
     A manifest recorded by an older Mallard, without the models' fqns, is built again.
@@ -262,7 +262,7 @@ def main() -> int:
 
     large_root = args.large_project or scratch / "large"
     project = generate_project(large_root, sources=args.sources, models=args.models)
-    manifest_seconds = _ensure_manifest(project.dbt_project_dir)
+    manifest_seconds = ensure_manifest(project.dbt_project_dir)
     print(f"large project: {project.sources} sources, {project.models} models, {project.tests} tests in {large_root}")
     if manifest_seconds is not None:
         print(f"  dbt parse of it (not part of any figure below): {manifest_seconds:.1f} s")
