@@ -2,7 +2,7 @@
 
 Each task process parses the DAG file to find its task, and Cosmos reads and parses
 `target/manifest.json` there (`DbtGraph._load_manifest_from_file`, Cosmos 1.15): at 1,000 models
-an 8 MB file, most of a model task's parse (docs/benchmarks.md). LocalExecutor task processes are
+an 8 MB file, 30% of a model task's parse (docs/benchmarks.md). LocalExecutor task processes are
 forks of the scheduler (worker_preload.py), so the scheduler parses the project's manifest once,
 before its workers fork, and a task process takes that copy instead of reading the file.
 
