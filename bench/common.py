@@ -104,6 +104,14 @@ def run_measured(command: list[str], env: dict[str, str], marker: str) -> tuple[
     return os.waitstatus_to_exitcode(status), text, result
 
 
+def run_child_result(command: list[str], env: dict[str, str], marker: str) -> dict[str, Any]:
+    """`run_measured`, raising with the end of the child's output when it failed or printed no result."""
+    code, text, result = run_measured(command, env, marker)
+    if code != 0 or result is None:
+        raise RuntimeError(f"benchmark child {' '.join(command)} failed ({code}):\n{text[-4000:]}")
+    return result
+
+
 def report_written(result: Path, scratch: Path, keep: bool) -> None:
     """Say where the result went; remove the script's temporary folder unless asked to keep it."""
     print(f"\nwrote {result}")

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import prepare_environment, run_measured, stopwatch
+from bench.common import prepare_environment, run_child_result, stopwatch
 
 TABLE_NAME = "events"
 SOURCE_NAME = "bench_files"
@@ -273,10 +273,7 @@ def run_child(
         command += ["--profile-to", str(profile_to)]
     if over:
         command += ["--over", str(over)]
-    code, text, result = run_measured(command, env, RESULT_MARKER)
-    if code != 0 or result is None:
-        raise RuntimeError(f"benchmark child {' '.join(command)} failed ({code}):\n{text[-4000:]}")
-    return result
+    return run_child_result(command, env, RESULT_MARKER)
 
 
 def main() -> int:

@@ -27,19 +27,25 @@ import gc
 import json
 import os
 import runpy
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PROJECT_ROOT, median, prepare_environment, print_rows, ratio, report_written, write_result
+from bench.common import (
+    PROJECT_ROOT,
+    median,
+    prepare_environment,
+    print_rows,
+    ratio,
+    report_written,
+    run_child_result,
+    write_result,
+)
 from bench.generate_large_project import generate_project
-from bench.parse import PARSING_CONTEXT_ENV, ensure_manifest, ingest_task_env, model_task_env
+from bench.parse import PARSING_CONTEXT_ENV, RESULT_MARKER, ensure_manifest, ingest_task_env, model_task_env
 from include.mallard.paths import DBT_PROJECT_DIR, MANIFEST_RELATIVE_PATH, SOURCES_DIR
-
-RESULT_MARKER = "BENCH_RESULT "
 
 
 def child(dag_file: str, manifest: str | None, forks: int) -> dict[str, Any]:
@@ -78,11 +84,7 @@ def _run_child(dag_file: Path, env: dict[str, str], manifest: Path | None, forks
     command = [sys.executable, "-m", "bench.task_parse", "--child", str(dag_file), "--forks", str(forks)]
     if manifest:
         command += ["--manifest", str(manifest)]
-    completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-    if completed.returncode != 0 or not lines:
-        raise RuntimeError(f"{command} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    return run_child_result(command, env, RESULT_MARKER)
 
 
 def main() -> int:
