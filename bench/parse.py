@@ -207,13 +207,18 @@ def model_task_env(env: dict[str, str], dbt_project_dir: Path, dag_id: str = "ma
     """`env` as Airflow's task runner sets it while it parses the DAG file for a mart model's run task."""
     fqns = model_fqns(dbt_project_dir)
     model = next((name for name in sorted(fqns) if ".marts." in fqns[name]), min(fqns))
-    return {**env, PARSING_CONTEXT_ENV["dag_id"]: dag_id, PARSING_CONTEXT_ENV["task_id"]: f"dbt.{model}.run"}
+    return task_process_env(env, dag_id, f"dbt.{model}.run")
 
 
 def ingest_task_env(env: dict[str, str], sources_dir: Path, dag_id: str = "mallard_elt") -> dict[str, str]:
     """`env` as Airflow's task runner sets it while it parses the DAG file for the first source's extract task."""
     source = min(path.stem for path in sources_dir.glob("*.yml"))
-    return {**env, PARSING_CONTEXT_ENV["dag_id"]: dag_id, PARSING_CONTEXT_ENV["task_id"]: f"ingest_{source}.extract"}
+    return task_process_env(env, dag_id, f"ingest_{source}.extract")
+
+
+def task_process_env(env: dict[str, str], dag_id: str, task_id: str) -> dict[str, str]:
+    """`env` with the parsing context Airflow's task runner sets while it parses the DAG file for `task_id`."""
+    return {**env, PARSING_CONTEXT_ENV["dag_id"]: dag_id, PARSING_CONTEXT_ENV["task_id"]: task_id}
 
 
 def _print_profile(path: Path, label: str, top: int = 20) -> list[str]:

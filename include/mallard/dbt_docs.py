@@ -209,8 +209,10 @@ def _compiled_build_manifest(folder: Path) -> dict[str, Any] | None:
 def kept_build(docs_dir: Path, dag_run: Any) -> tuple[Path, dict[str, Any]] | None:
     """(folder, manifest) of the build this DAG run kept, when it compiled every node."""
     folder = _run_build_folder(docs_dir, dag_run)
-    manifest = None if folder is None else _compiled_build_manifest(folder)
-    return None if folder is None or manifest is None else (folder, manifest)
+    if folder is None:
+        return None
+    manifest = _compiled_build_manifest(folder)
+    return None if manifest is None else (folder, manifest)
 
 
 def raise_for_failed_docs(result: Any) -> None:

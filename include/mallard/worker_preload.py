@@ -90,18 +90,14 @@ def preload(modules: tuple[str, ...] = TASK_LIBRARIES) -> list[str]:
     return loaded
 
 
-def _file_state(path: str) -> FileState | None:
-    return file_state(Path(path))
-
-
 def _is_project_module(name: str, package: str) -> bool:
     return name == package or name.startswith(f"{package}.")
 
 
 def project_module_files(package: str = PROJECT_PACKAGE) -> dict[str, FileState | None]:
-    """The source file of every imported module of `package`, with its state (`_file_state`)."""
+    """The source file of every imported module of `package`, with its state (`file_state`)."""
     return {
-        module.__file__: _file_state(module.__file__)
+        module.__file__: file_state(Path(module.__file__))
         for name, module in list(sys.modules.items())
         if _is_project_module(name, package) and getattr(module, "__file__", None)
     }
@@ -140,7 +136,7 @@ def drop_stale_project_modules(package: str = PROJECT_PACKAGE) -> list[str]:
     All of them, not only the changed ones: an unchanged module holds what it imported from a changed
     one. Returns the changed files (none: the preloaded modules are used as they are).
     """
-    changed = [path for path, state in _preloaded_files.items() if _file_state(path) != state]
+    changed = [path for path, state in _preloaded_files.items() if file_state(Path(path)) != state]
     if changed:
         forget_project_modules(package)
         _preloaded_files.clear()

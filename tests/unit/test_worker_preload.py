@@ -17,6 +17,7 @@ from airflow.jobs.job import Job
 from airflow.sdk.execution_time.task_runner import TaskRunnerMarker
 
 from include.mallard import worker_preload
+from include.mallard.cosmos_manifest import file_state
 from include.mallard.worker_preload import TASK_LIBRARIES, is_wanted
 from tests.conftest import PROJECT_ROOT
 
@@ -141,7 +142,7 @@ def test_a_task_after_an_edit_imports_the_whole_project_anew(probe_package, edit
     worker_preload.preload_project(("stale_probe.a",), "stale_probe")
     b = probe_package / "b.py"
     os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns - 10**9))  # clocks coarser than an edit
-    worker_preload._preloaded_files[str(b)] = worker_preload._file_state(str(b))
+    worker_preload._preloaded_files[str(b)] = file_state(b)
     edit(b)
 
     assert worker_preload.drop_stale_project_modules("stale_probe") == [str(b)]
