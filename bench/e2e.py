@@ -25,6 +25,11 @@ End to end (result: bench/results/e2e.json):
   Mallard's do (ingest.py).
   The row counts of every raw and marts table must be the same in both warehouses.
 
+--pairs N (default 3) interleaves N pairs: the bare baseline, then Mallard on a new stack (the
+same folder, removed first), so that drift on the machine lands on both sides of every pair.
+Each pair's ratio is printed and kept in the JSON; the ratio and the tables of record are the
+median pair's (the slower of the middle two for an even count).
+
 Where the time goes: the task instances' start/end from the REST API, summed by kind (extract,
 load, dbt run, dbt test, dbt docs), their union (busy time) and the scheduling gaps (run wall
 time minus busy time); the JSON keeps every task's span (`timeline`).
@@ -703,6 +708,52 @@ def compare_preload(
     return summary
 
 
+def measure_pair(
+    workload: Workload, start: dt.date, end: dt.date, args: argparse.Namespace, env: dict[str, str], number: int
+) -> dict[str, Any]:
+    """The bare baseline, then Mallard on a new stack (--runs runs): one pair of the end-to-end benchmark.
+
+    Every pair's stack starts on the same folder, removed first: the workload's manifest was built for
+    that stack's warehouse path, and dbt keeps its partial parse only for the same path.
+    """
+    label = f" (pair {number + 1}/{args.pairs})" if args.pairs > 1 else ""
+    load_before = _load_average()
+    print(f"== bare baseline{label} (one process: dlt extract+load per source, dbt build, dbt docs generate)")
+    bare = run_bare(workload, start.isoformat(), end.isoformat(), env)
+    bare_counts = table_counts(Path(bare["warehouse"]))
+    print(f"  bare: {bare['wall_seconds']:.1f} s; steps {bare['steps_seconds']}", flush=True)
+    load_after_bare = _load_average()
+
+    print(f"== Mallard under the real scheduler{label}", flush=True)
+    stack_root = workload.root / STACK_DIR
+    shutil.rmtree(stack_root, ignore_errors=True)
+    parallelism = {"AIRFLOW__CORE__PARALLELISM": str(args.parallelism)}
+    runs = runs_on_a_stack(workload, stack_root, start, end, args.runs, parallelism)
+    later = runs[1:] or runs
+    # The run of record: the median of the runs after the stack's first (the first when there is
+    # none), the slower of the middle two for an even count.
+    airflow = sorted(later, key=lambda run: run["trigger_to_end_seconds"])[len(later) // 2]
+    airflow_counts = airflow.pop("counts")
+    every_run_same = all(run.pop("counts", airflow_counts) == airflow_counts for run in runs)
+    pair_ratio = ratio(airflow["trigger_to_end_seconds"], bare["wall_seconds"])
+    mallard_seconds, bare_seconds = airflow["trigger_to_end_seconds"], bare["wall_seconds"]
+    print(f"  Mallard {mallard_seconds:.1f} s / bare {bare_seconds:.1f} s = {pair_ratio}{label}", flush=True)
+    return {
+        "bare": bare,
+        "bare_counts": bare_counts,
+        "runs": runs,
+        "airflow": airflow,
+        "airflow_counts": airflow_counts,
+        "same_counts": airflow_counts == bare_counts and every_run_same,
+        "ratio": pair_ratio,
+        "load_average": {
+            "before": load_before,
+            "after_bare": load_after_bare,
+            "after_airflow": airflow["load_average_after"],
+        },
+    }
+
+
 def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     start, end = RUN_START, RUN_START + dt.timedelta(days=args.days)
     size = "the demo sources unchanged" if args.rows is None else f"{args.rows:,} source rows"
@@ -710,25 +761,13 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
     workload = build_workload(scratch / "e2e", rows=args.rows, days=args.days, extra_models=args.extra_models)
     print(f"  dbt project: {workload.models} models, {workload.tests} tests; shop: {workload.shop}", flush=True)
 
-    load_before = _load_average()
-    print("== bare baseline (one process: dlt extract+load per source, dbt build, dbt docs generate)", flush=True)
-    bare = run_bare(workload, start.isoformat(), end.isoformat(), env)
-    bare_counts = table_counts(Path(bare["warehouse"]))
-    print(f"  bare: {bare['wall_seconds']:.1f} s; steps {bare['steps_seconds']}", flush=True)
-    load_after_bare = _load_average()
-
-    print("== Mallard under the real scheduler", flush=True)
-    parallelism = {"AIRFLOW__CORE__PARALLELISM": str(args.parallelism)}
-    runs = runs_on_a_stack(workload, workload.root / STACK_DIR, start, end, args.runs, parallelism)
+    pairs = [measure_pair(workload, start, end, args, env, number) for number in range(args.pairs)]
+    # The pair of record: the median ratio (the slower of the middle two for an even count).
+    record = sorted(pairs, key=lambda pair: pair["ratio"])[len(pairs) // 2]
+    bare, bare_counts, runs, airflow = record["bare"], record["bare_counts"], record["runs"], record["airflow"]
+    airflow_counts = record["airflow_counts"]
     preload = compare_preload(workload, start, end, args, bare["wall_seconds"]) if args.compare_preload else None
-    later = runs[1:] or runs
-    # The run of record: the median of the runs after the stack's first (the first when there is
-    # none), the slower of the middle two for an even count.
-    airflow = sorted(later, key=lambda run: run["trigger_to_end_seconds"])[len(later) // 2]
-    airflow_counts = airflow.pop("counts")
-    every_run_same = all(run.pop("counts", airflow_counts) == airflow_counts for run in runs)
-
-    same_counts = airflow_counts == bare_counts and every_run_same
+    same_counts = all(pair["same_counts"] for pair in pairs)
     rows_loaded = source_rows(airflow_counts)
     bare_total = bare["wall_seconds"]
     bare_no_docs = bare_total - bare["steps_seconds"]["dbt_docs"]
@@ -752,6 +791,12 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
         ("bare without dbt docs generate", f"{bare_no_docs:.1f}", ratio(bare_no_docs, bare_total)),
     ]
     print(f"runs on one stack, trigger to end (s): {[run['trigger_to_end_seconds'] for run in runs]}")
+    ratios = [pair["ratio"] for pair in pairs]
+    if len(pairs) > 1:
+        print(
+            f"{len(pairs)} interleaved pairs (bare, then Mallard on a new stack), ratios: {ratios}; "
+            f"median {median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}; the table shows the median pair"
+        )
     print_rows(
         f"End to end, {rows_loaded:,} source rows, {workload.models} models, {workload.tests} tests (seconds; "
         f"Mallard: {'median of the runs after the first' if len(runs) > 1 else 'one run'})",
@@ -853,6 +898,18 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
         },
         "airflow": airflow,
         "runs": runs,
+        "pairs": [
+            {
+                "ratio": pair["ratio"],
+                "bare_seconds": pair["bare"]["wall_seconds"],
+                "mallard_seconds": pair["airflow"]["trigger_to_end_seconds"],
+                "load_average": pair["load_average"],
+                **({"runs": pair["runs"], "bare": pair["bare"]} if pair is not record else {}),
+            }
+            for pair in pairs
+        ],
+        "pair_ratios": ratios,
+        "pair_ratio_median": median(ratios),
         "fixed_cost_seconds": round(fixed_cost, 2),
         "preload_comparison": preload,
         "bare": bare,
@@ -860,11 +917,7 @@ def bench_end_to_end(scratch: Path, args: argparse.Namespace, env: dict[str, str
         "ratio_run_over_bare": ratio(airflow["run_seconds"], bare_total),
         "ratio_trigger_to_end_over_bare_without_docs": ratio(wall, bare_no_docs),
         "same_row_counts": same_counts,
-        "load_average": {
-            "before": load_before,
-            "after_bare": load_after_bare,
-            "after_airflow": airflow["load_average_after"],
-        },
+        "load_average": record["load_average"],
         "targets": verdicts,
     }
 
@@ -930,6 +983,12 @@ def main() -> int:
     parser.add_argument("--extra-models", type=int, default=12, help=f"generated rollup models (max {len(ROLLUPS)})")
     parser.add_argument(
         "--runs", type=int, default=1, help="runs one after another on the same stack (the first after its start)"
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="interleaved pairs: the bare baseline, then Mallard on a new stack; the median pair is reported",
     )
     parser.add_argument(
         "--compare-preload",

@@ -30,6 +30,7 @@ only the events its parser reads, and runs dbt without its own loggers (`dbt_eve
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from typing import Any
 
 from cosmos.dbt import runner as dbt_runner
 from cosmos.operators._watcher.base import BaseConsumerSensor
+from cosmos.operators._watcher.base import logger as watcher_log
 from cosmos.operators.watcher import (
     DbtProducerWatcherOperator,
     DbtRunWatcherOperator,
@@ -325,6 +327,12 @@ class ReadsNodeReport(BaseConsumerSensor):
     def poke(self, context: Any) -> bool:
         reader = NodeReportReader(context["ti"], self.producer_task_id, node_key(self.model_unique_id))
         return super().poke({**context, "ti": reader})
+
+    def _log_startup_events(self, ti: Any) -> None:
+        # Cosmos pulls the build's dbt startup events only to log them at DEBUG: an execution API
+        # round trip per model task, for lines the build task's own log already holds.
+        if watcher_log.isEnabledFor(logging.DEBUG):
+            super()._log_startup_events(ti)
 
     def _fallback_to_non_watcher_run(self, try_number: int, context: Any) -> bool:
         # Running the node with dbt itself needs the real task instance.

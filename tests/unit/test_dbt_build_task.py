@@ -319,6 +319,24 @@ def test_read_node_reports_refuses_a_deferred_watcher():
         read_node_reports([watcher(deferrable=True)])
 
 
+@pytest.mark.parametrize("level, pulls", [("INFO", []), ("DEBUG", ["dbt_startup_events"])])
+def test_a_model_watcher_pulls_the_startup_events_only_to_log_them_at_debug(level, pulls):
+    from cosmos.operators._watcher.base import logger as watcher_log
+    from cosmos.operators.watcher import DbtRunWatcherOperator
+
+    node = {"dbt_node_config": {"unique_id": MODEL}}
+    watcher = DbtRunWatcherOperator(task_id="dbt.orders.run", project_dir="/tmp", deferrable=False, extra_context=node)
+    read_node_reports([watcher])
+    ti = PullingTaskInstance({"dbt_startup_events": [{"msg": "Running with dbt=1.11"}]})
+    saved = watcher_log.level
+    watcher_log.setLevel(level)
+    try:
+        watcher._log_startup_events(ti)
+    finally:
+        watcher_log.setLevel(saved)
+    assert ti.pulls == pulls
+
+
 # --- which dbt events reach Cosmos's parser -----------------------------------------------------
 
 
