@@ -311,22 +311,51 @@ class NodeReportReader:
     def xcom_pull(self, task_ids: Any = None, *args: Any, key: str = "return_value", **kwargs: Any) -> Any:
         field = self._fields.get(key)
         if field and task_ids == self._producer_task_id and not args and not kwargs:
-            if self._report is self._NOT_PULLED:
-                self._report = self.task_instance.xcom_pull(task_ids, key=report_key(self._node))
-            if isinstance(self._report, dict):
-                return self._report.get(field)
+            report = self.report()
+            if report is not None:
+                return report.get(field)
         return self.task_instance.xcom_pull(task_ids, *args, key=key, **kwargs)
+
+    def report(self) -> dict[str, Any] | None:
+        """The node's report, pulled once; None when the build pushed none."""
+        if self._report is self._NOT_PULLED:
+            self._report = self.task_instance.xcom_pull(self._producer_task_id, key=report_key(self._node))
+        return self._report if isinstance(self._report, dict) else None
+
+    def result(self, of_tests: bool) -> Any:
+        """The node's result as Cosmos's watcher reads it (its tests' status for a test task); None if unknown."""
+        report = self.report() or {}
+        if of_tests:
+            return report.get("tests_status")
+        status = report.get("status")
+        return status.get("status") if isinstance(status, dict) else None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task_instance, name)
 
 
 class ReadsNodeReport(BaseConsumerSensor):
-    """A Cosmos watcher that reads its node's one report (`NodeReportReader`); poke only, never deferred."""
+    """A Cosmos watcher that reads its node's one report (`NodeReportReader`); poke only, never deferred.
+
+    Cosmos asks the execution API for the build task's state at every poke, but reads it only on a
+    retry or when the build left no result for the node. On a first try whose node result is in its
+    report (every watcher of a build that ran), that round trip is skipped.
+    """
+
+    _knows_result = False
 
     def poke(self, context: Any) -> bool:
         reader = NodeReportReader(context["ti"], self.producer_task_id, node_key(self.model_unique_id))
-        return super().poke({**context, "ti": reader})
+        self._knows_result = reader.try_number == 1 and reader.result(of_tests=self.is_test_sensor) is not None
+        try:
+            return super().poke({**context, "ti": reader})
+        finally:
+            self._knows_result = False
+
+    def _get_producer_task_status(self, context: Any) -> str | None:
+        if self._knows_result:
+            return None  # not read by Cosmos: no retry, and the node's result is known
+        return super()._get_producer_task_status(context)
 
     def _log_startup_events(self, ti: Any) -> None:
         # Cosmos pulls the build's dbt startup events only to log them at DEBUG: an execution API

@@ -319,14 +319,68 @@ def test_read_node_reports_refuses_a_deferred_watcher():
         read_node_reports([watcher(deferrable=True)])
 
 
+def report_reading_watcher(kind: str = "run"):
+    """A real Cosmos watcher of MODEL (its run or its tests), made Mallard's report-reading class."""
+    from cosmos.operators.watcher import DbtRunWatcherOperator, DbtTestWatcherOperator
+
+    operator = DbtTestWatcherOperator if kind == "test" else DbtRunWatcherOperator
+    node = {"dbt_node_config": {"unique_id": MODEL}}
+    watcher = operator(task_id=f"dbt.orders.{kind}", project_dir="/tmp", deferrable=False, extra_context=node)
+    assert read_node_reports([watcher]) == 1
+    return watcher
+
+
+@pytest.fixture
+def producer_state_reads(monkeypatch):
+    """The build task's state as the execution API would answer (`running`); each read recorded."""
+    import cosmos.operators._watcher.base as watcher_base
+
+    reads: list[str] = []
+
+    def fetcher(**kwargs):
+        return lambda: reads.append(kwargs["producer_task_id"]) or "running"
+
+    monkeypatch.setattr(watcher_base, "build_producer_state_fetcher", fetcher)
+    return reads
+
+
+@pytest.mark.parametrize(
+    "kind, report",
+    [
+        ("run", {"status": {"status": "success"}, "compiled_sql": "select 1", "dbt_event": {"msg": "OK"}}),
+        ("test", {"status": {"status": "success"}, "tests_status": "pass"}),
+    ],
+)
+def test_a_watcher_whose_result_is_reported_does_not_ask_for_the_build_tasks_state(producer_state_reads, kind, report):
+    ti = PullingTaskInstance({f"{MODEL_KEY}_report": report})
+    ti.dag_id = "mallard_elt"
+    assert report_reading_watcher(kind).poke({"ti": ti, "run_id": "manual__1"}) is True
+    assert producer_state_reads == []
+    assert ti.pulls == [f"{MODEL_KEY}_report"]
+
+
+@pytest.mark.parametrize(
+    "try_number, report",
+    [
+        (1, None),  # the build left no result: Cosmos reads the build's state to decide
+        (1, {"status": {"status": None}}),
+        (2, {"status": {"status": "success"}}),  # a retry: Cosmos reads it to decide whether to re-run the node
+    ],
+)
+def test_a_watcher_asks_for_the_build_tasks_state_when_cosmos_reads_it(producer_state_reads, try_number, report):
+    ti = PullingTaskInstance({f"{MODEL_KEY}_report": report})
+    ti.dag_id, ti.try_number = "mallard_elt", try_number
+    watcher = report_reading_watcher()
+    succeeded = watcher.poke({"ti": ti, "run_id": "manual__1"})
+    assert producer_state_reads == [watcher.producer_task_id]
+    assert succeeded is (try_number == 2)  # no result: poke again (the build is still `running`)
+
+
 @pytest.mark.parametrize("level, pulls", [("INFO", []), ("DEBUG", ["dbt_startup_events"])])
 def test_a_model_watcher_pulls_the_startup_events_only_to_log_them_at_debug(level, pulls):
     from cosmos.operators._watcher.base import logger as watcher_log
-    from cosmos.operators.watcher import DbtRunWatcherOperator
 
-    node = {"dbt_node_config": {"unique_id": MODEL}}
-    watcher = DbtRunWatcherOperator(task_id="dbt.orders.run", project_dir="/tmp", deferrable=False, extra_context=node)
-    read_node_reports([watcher])
+    watcher = report_reading_watcher()
     ti = PullingTaskInstance({"dbt_startup_events": [{"msg": "Running with dbt=1.11"}]})
     saved = watcher_log.level
     watcher_log.setLevel(level)
