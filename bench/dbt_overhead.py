@@ -92,7 +92,7 @@ dag = bench_dag({dag_id!r})
 COSMOS_PRODUCER_DAG = """
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
-from include.mallard.dbt_build_task import REPORT_READING_WATCHERS
+from include.mallard.dbt_watchers import REPORT_READING_WATCHERS
 
 cosmos_dag = bench_dag({dag_id!r})
 cosmos_dag.get_task({build_task!r}).__class__ = DbtProducerWatcherOperator

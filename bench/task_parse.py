@@ -5,19 +5,23 @@
 Airflow's LocalExecutor forks every task process from a worker, itself a fork of the scheduler,
 and the task process parses the DAG file for its one task (the task runner names it in
 `get_parsing_context()`). Mallard's scheduler preloads what the tasks import
-(include/mallard/worker_preload.py), and parses the project's dbt manifest once for them
-(include/mallard/cosmos_manifest.py). This script measures that last step against its baseline:
+(include/mallard/worker_preload.py), and parses the project's dbt manifest
+(include/mallard/cosmos_manifest.py) and the YAML files every parse reads (source configs,
+dbt_project.yml, profiles.yml: include/mallard/parsed_files.py) once for them. This script
+measures those two steps against their baseline:
 
 - a parent process set up as Mallard's scheduler sets itself up (Airflow's plugins loaded,
   `worker_preload.preload()` and `preload_project()`, then `gc.freeze()` as the LocalExecutor does
-  before it forks), with or without `cosmos_manifest.preload_manifest(<the project's manifest>)`;
+  before it forks): with nothing else ("files read"), with `cosmos_manifest.preload_manifest(<the
+  project's manifest>)` ("manifest preloaded"), and with `factory.preload_for_tasks(<the project's
+  folders>)` too ("manifest and YAML preloaded", what the scheduler does now);
 - `--forks` forks of it, each parsing the DAG file (`runpy`) with the parsing context of one task:
   a mart model's run task, and the first source's extract task (which renders no dbt project).
 
 Projects: the demo (`dags/`) and the generated one (bench/generate_large_project.py, 50 sources
 and 1,000 models; --large-project reuses a folder). Each round starts every variant's parent anew,
-in turn (interleaved). Prints the median seconds per fork and the ratio with the manifest
-preloaded over without; writes bench/results/task_parse.json.
+in turn (interleaved). Prints the median seconds per fork and each variant's ratio to "files
+read"; writes bench/results/task_parse.json.
 """
 
 from __future__ import annotations
@@ -48,16 +52,22 @@ from bench.parse import PARSING_CONTEXT_ENV, RESULT_MARKER, ensure_manifest, ing
 from include.mallard.paths import DBT_PROJECT_DIR, MANIFEST_RELATIVE_PATH, SOURCES_DIR
 
 
-def child(dag_file: str, manifest: str | None, forks: int) -> dict[str, Any]:
-    """In a new process: set up as the scheduler, then time `forks` forks each parsing `dag_file`."""
+def child(dag_file: str, manifest: str | None, forks: int, project_files: list[str] | None) -> dict[str, Any]:
+    """In a new process: set up as the scheduler, then time `forks` forks each parsing `dag_file`.
+
+    `project_files` (sources folder, dbt project folder): also parse the files the DAG parse reads,
+    as the scheduler does for the project's own folders (`factory.preload_for_tasks`)."""
     from airflow import plugins_manager
 
     from include.mallard import worker_preload
     from include.mallard.cosmos_manifest import preload_manifest
+    from include.mallard.factory import preload_for_tasks
 
     plugins_manager.ensure_plugins_loaded()
     worker_preload.preload()
     worker_preload.preload_project()
+    if project_files:
+        preload_for_tasks(*(Path(folder) for folder in project_files))
     preloaded = preload_manifest(Path(manifest)) if manifest else False
     gc.freeze()
     seconds = []
@@ -80,10 +90,14 @@ def child(dag_file: str, manifest: str | None, forks: int) -> dict[str, Any]:
     return {"seconds": seconds, "manifest_preloaded": preloaded}
 
 
-def _run_child(dag_file: Path, env: dict[str, str], manifest: Path | None, forks: int) -> dict[str, Any]:
+def _run_child(
+    dag_file: Path, env: dict[str, str], manifest: Path | None, project_files: tuple[Path, Path] | None, forks: int
+) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.task_parse", "--child", str(dag_file), "--forks", str(forks)]
     if manifest:
         command += ["--manifest", str(manifest)]
+    if project_files:
+        command += ["--project-files", *(str(folder) for folder in project_files)]
     return run_child_result(command, env, RESULT_MARKER)
 
 
@@ -95,11 +109,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    parser.add_argument("--project-files", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     env = prepare_environment()
     if args.child:
-        print(RESULT_MARKER + json.dumps(child(args.child, args.manifest, args.forks)), flush=True)
+        print(RESULT_MARKER + json.dumps(child(args.child, args.manifest, args.forks, args.project_files)), flush=True)
         return 0
 
     scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-task-parse-"))
@@ -109,21 +124,23 @@ def main() -> int:
         "demo": (PROJECT_ROOT / "dags" / "mallard_elt.py", DBT_PROJECT_DIR, SOURCES_DIR),
         "large": (project.mallard_dags_dir / "mallard_elt.py", project.dbt_project_dir, project.sources_dir),
     }
-    variants: dict[str, tuple[Path, dict[str, str], Path | None]] = {}
+    variants: dict[str, tuple[Path, dict[str, str], Path | None, tuple[Path, Path] | None]] = {}
     for scenario, (dag_file, dbt_project_dir, sources_dir) in scenarios.items():
         manifest = dbt_project_dir / MANIFEST_RELATIVE_PATH
         for task, task_env in (
             ("model task", model_task_env(env, dbt_project_dir)),
             ("ingestion task", ingest_task_env(env, sources_dir)),
         ):
-            variants[f"{scenario}/{task}/file read"] = (dag_file, task_env, None)
-            variants[f"{scenario}/{task}/manifest preloaded"] = (dag_file, task_env, manifest)
+            variants[f"{scenario}/{task}/files read"] = (dag_file, task_env, None, None)
+            variants[f"{scenario}/{task}/manifest preloaded"] = (dag_file, task_env, manifest, None)
+            files = (sources_dir, dbt_project_dir)
+            variants[f"{scenario}/{task}/manifest and YAML preloaded"] = (dag_file, task_env, manifest, files)
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for index in range(args.rounds):
-        for name, (dag_file, task_env, manifest) in variants.items():
+        for name, (dag_file, task_env, manifest, files) in variants.items():
             print(f"  round {index + 1}/{args.rounds}: {name}", flush=True)
-            runs[name].append(_run_child(dag_file, task_env, manifest, args.forks))
+            runs[name].append(_run_child(dag_file, task_env, manifest, files, args.forks))
 
     figures: dict[str, Any] = {}
     rows = []
@@ -137,7 +154,7 @@ def main() -> int:
             "seconds": seconds,
             "manifest_preloaded": all(run["manifest_preloaded"] for run in name_runs),
         }
-        baseline = figures.get(f"{scenario}/{task}/file read", figures[name])
+        baseline = figures.get(f"{scenario}/{task}/files read", figures[name])
         rows.append(
             (
                 scenario,
@@ -150,7 +167,7 @@ def main() -> int:
         )
     print_rows(
         f"A task process's DAG-file parse, forked from a preloaded parent ({args.rounds} x {args.forks} forks, median)",
-        ("project", "task", "manifest", "seconds", "range", "ratio to file read"),
+        ("project", "task", "preloaded", "seconds", "range", "ratio to files read"),
         rows,
     )
     settings = {"rounds": args.rounds, "forks": args.forks, "large_project": str(project.dbt_project_dir.parent)}

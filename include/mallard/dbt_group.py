@@ -44,7 +44,7 @@ from cosmos.constants import PRODUCER_WATCHER_DONE_TASK_ID, PRODUCER_WATCHER_TAS
 
 from include.mallard.assets import declare_model_outlets, declared_location, export_warehouse_path_for_cosmos
 from include.mallard.cosmos_signatures import remember_cosmos_signatures
-from include.mallard.dbt_build_task import MallardDbtBuildOperator, read_node_reports
+from include.mallard.dbt_build_task import MallardDbtBuildOperator
 from include.mallard.dbt_project import (
     check_manifest_is_fresh,
     check_profile,
@@ -53,6 +53,7 @@ from include.mallard.dbt_project import (
     read_dbt_project,
     sources_with_freshness,
 )
+from include.mallard.dbt_watchers import read_node_reports
 from include.mallard.edges import add_edges
 from include.mallard.warehouse import WAREHOUSE_PATH_ENV, Warehouse, active_warehouse
 

@@ -1,13 +1,10 @@
 """The dbt project as files: dbt_project.yml, profiles.yml, packages, the pre-built manifest and its freshness.
 
-Cosmos-free and dbt-free at import time, so the CLI, the staging generator, the docs task and the
-Cosmos wiring (`dbt_group`) share it without pulling in each other. `build_manifest` imports dbt
-only when it runs (and runs `dbt deps` first when the project's packages are not installed).
-
-`check_profile` reads profiles.yml as YAML (never running dbt): the tasks run dbt with the
-`duckdb` target and the warehouse path in MALLARD_WAREHOUSE_PATH, so a profile without that target,
-or one writing another file, is an error at `mallard validate` and DAG parse time, not a model
-task failing (and retrying) at run time.
+Cosmos-free and dbt-free at import time, shared by the CLI, the staging generator, the docs task and
+the Cosmos wiring (`dbt_group`). `build_manifest` imports dbt only when it runs (after `dbt deps`
+when the packages are not installed). `check_profile` reads profiles.yml as YAML, never running
+dbt: a profile without the tasks' target fails `mallard validate` and the DAG parse, not a model
+task at run time. The YAML files are parsed once per content (parsed_files.py).
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from typing import Any
 import yaml
 
 from include.mallard.dbt_files import project_files
+from include.mallard.parsed_files import parsed
 from include.mallard.paths import MANIFEST_RELATIVE_PATH
 from include.mallard.warehouse import (
     WAREHOUSE_PATH_ENV,
@@ -80,7 +78,7 @@ def read_dbt_project(dbt_project_dir: Path) -> dict[str, Any]:
     project_file = dbt_project_dir / "dbt_project.yml"
     if not project_file.is_file():
         raise DbtProjectError(f"{project_file} does not exist: put a dbt project in {dbt_project_dir}")
-    document = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    document = parsed(project_file, _load_yaml)
     if not isinstance(document, dict):
         raise DbtProjectError(f"{project_file} is not a YAML mapping; see dbt's dbt_project.yml reference")
     return document
@@ -108,17 +106,20 @@ def profiles_file(dbt_project_dir: Path) -> Path:
     return path
 
 
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parsed(path, _load_yaml)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise DbtProjectError(f"{path} cannot be read as YAML: {error}") from None
 
 
 def check_profile(dbt_project_dir: Path, warehouse: Warehouse | None = None) -> Path:
-    """profiles.yml, checked: the project's profile has the warehouse's target (`duckdb` by default), of the
-    warehouse's type, reading where to write from the env Mallard sets; raise DbtProjectError saying what to
-    add. Reads YAML only, never runs dbt."""
+    """profiles.yml, checked: the profile has the warehouse's target (`duckdb` by default), of its type, writing
+    where Mallard's env says; raise DbtProjectError saying what to add. Reads YAML only, never runs dbt."""
     warehouse = warehouse or active_warehouse()
     target_name = warehouse.dbt_target
     path = profiles_file(dbt_project_dir)

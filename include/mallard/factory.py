@@ -42,6 +42,7 @@ from include.mallard.config.project import (
     read_source_files,
 )
 from include.mallard.dbt_on_assets import DBT_DAG_ID, build_dbt_on_assets_dag
+from include.mallard.dbt_project import check_profile
 from include.mallard.interval import interval_bound
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
 from include.mallard.run_steps import (
@@ -376,6 +377,12 @@ def build_dags(
     if settings.dbt_schedule == "on_assets" and wanted in (None, DBT_DAG_ID):
         dags.append(build_dbt_on_assets_dag(files, settings, dbt_project_dir=dbt_project_dir))
     return {dag.dag_id: dag for dag in dags}
+
+
+def preload_for_tasks(sources_dir: Path = SOURCES_DIR, dbt_project_dir: Path = DBT_PROJECT_DIR) -> None:
+    """In the scheduler before it forks task processes (worker_preload.py): parse what their DAG parses read."""
+    read_source_files(sources_dir)  # kept per file content (parsed_files.py)
+    check_profile(dbt_project_dir)  # dbt_project.yml and profiles.yml
 
 
 def source_dag_id(elt_dag_id: str, source: SourceConfig) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 from include.mallard.cosmos_manifest import FileState, file_state, preload_manifest
+from include.mallard.parsed_files import kept_count
 
 log = logging.getLogger(__name__)
 
@@ -163,16 +164,33 @@ def on_starting(component: Any) -> None:
     started = time.perf_counter()
     loaded = preload()
     files = preload_project()
+    parses = preload_project_files() if files > 0 else 0
     manifest = files > 0 and preload_project_manifest()
     log.info(
         "Mallard: %d task libraries and %d project files imported for the LocalExecutor's task processes, "
-        "the dbt manifest %s, in %.1f s (%s=false: off)",
+        "%d project files parsed, the dbt manifest %s, in %.1f s (%s=false: off)",
         len(loaded),
         files,
+        parses,
         "parsed" if manifest else "not parsed",
         time.perf_counter() - started,
         PRELOAD_ENV,
     )
+
+
+def preload_project_files(modules: tuple[str, ...] = PROJECT_MODULES) -> int:
+    """Run each imported project module's `preload_for_tasks`, which parses the files every task's DAG
+    parse reads (parsed_files.py); how many parses are kept. A file that does not parse is logged and
+    left to each task, which reports it as it does without a preload."""
+    for name in modules:
+        preload_for_tasks = getattr(sys.modules.get(name), "preload_for_tasks", None)
+        if preload_for_tasks is None:
+            continue
+        try:
+            preload_for_tasks()
+        except Exception:
+            log.warning("Mallard: %s.preload_for_tasks failed; each task parses those files", name, exc_info=True)
+    return kept_count()
 
 
 def preload_project_manifest() -> bool:

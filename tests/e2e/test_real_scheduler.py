@@ -286,11 +286,14 @@ def _maps_duckdb(pid: int) -> bool:
 def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack: AirflowStack):
     """worker_preload imports the task libraries into the scheduler before the LocalExecutor forks
     its workers (the processes that fork each task): the workers already have DuckDB loaded, and
-    the scheduler says what it imported, and that it parsed the dbt manifest for them
-    (cosmos_manifest.py). Without the listener nothing in the scheduler imports it."""
+    the scheduler says what it imported, and that it parsed the project's YAML files
+    (parsed_files.py) and its dbt manifest (cosmos_manifest.py) for them. Without the listener
+    nothing in the scheduler imports it."""
     scheduler = next(component for component in stack.components if component.name == "scheduler")
     log = scheduler.log_path.read_text(errors="replace")[scheduler.log_offset :]
-    assert "project files imported for the LocalExecutor's task processes, the dbt manifest parsed" in log, log[-3000:]
+    sources = len(list((PROJECT_ROOT / "include" / "sources").glob("*.yml")))
+    parsed = f"task processes, {sources + 2} project files parsed, the dbt manifest parsed"  # + the dbt YAML
+    assert "project files imported for the LocalExecutor's " + parsed in log, log[-3000:]
     processes = stack_processes([scheduler.info.pid])
     workers = [pid for pid, info in processes.items() if info.ppid == scheduler.info.pid]
     assert workers, f"no child process of the scheduler ({scheduler.info.pid}): is the executor the LocalExecutor?"

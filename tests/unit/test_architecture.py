@@ -16,10 +16,30 @@ PACKAGE = "include.mallard"
 MAX_MODULE_LINES = 400
 # Who may import whom, bottom to top; a module may import only its own layer and those below it.
 LAYERS = [
-    {"paths", "interval", "edges", "worker_preload", "dbt_files", "cosmos_signatures", "cosmos_manifest"},
+    {
+        "paths",
+        "interval",
+        "edges",
+        "worker_preload",
+        "dbt_files",
+        "cosmos_signatures",
+        "cosmos_manifest",
+        "parsed_files",
+    },
     {"config", "warehouse", "environment", "postgres_warehouse", "duckdb_destination", "dlt_steps"},
     {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts", "assets"},
-    {"sources", "staging", "raw_tables", "ingest", "tasks", "dbt_docs", "dbt_events", "dbt_build_task", "ui"},
+    {
+        "sources",
+        "staging",
+        "raw_tables",
+        "ingest",
+        "tasks",
+        "dbt_docs",
+        "dbt_events",
+        "dbt_build_task",
+        "dbt_watchers",
+        "ui",
+    },
     {"dbt_group"},
     {"run_steps"},
     {"factory", "dbt_on_assets", "cli", "first_hour"},

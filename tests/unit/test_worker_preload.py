@@ -86,8 +86,12 @@ from include.mallard import worker_preload
 worker_preload.preload()
 threads_before = len(os.listdir("/proc/self/task"))
 files = worker_preload.preload_project()
+parses = worker_preload.preload_project_files()
+from include.mallard import parsed_files
 print(json.dumps({
     "files": files,
+    "parses": parses,
+    "parsed": sorted({path for path, _ in parsed_files._parsed}),
     "recorded": sorted(worker_preload._preloaded_files),
     "factory": "include.mallard.factory" in sys.modules,
     "threads": [threads_before, len(os.listdir("/proc/self/task"))],
@@ -102,6 +106,10 @@ print(json.dumps({
     assert str(PROJECT_ROOT / "include" / "mallard" / "config" / "strict.py") in report["recorded"]
     assert report["threads"] == [1, 1]
     assert report["stale"] == []  # nothing changed: the preloaded modules stay
+    # The YAML every DAG parse reads, parsed once for the task processes (parsed_files.py).
+    sources = sorted(str(path) for path in (PROJECT_ROOT / "include" / "sources").glob("*.yml"))
+    dbt_files = [str(PROJECT_ROOT / "include" / "dbt" / name) for name in ("dbt_project.yml", "profiles.yml")]
+    assert report["parsed"] == sorted(sources + dbt_files) and report["parses"] == len(report["parsed"])
 
 
 @pytest.fixture
@@ -160,6 +168,13 @@ def test_a_project_that_does_not_import_is_not_preloaded(probe_package, caplog):
     assert "not preloaded" in caplog.text
     assert not [name for name in sys.modules if name.startswith("stale_probe")]
     assert worker_preload.drop_stale_project_modules("stale_probe") == []
+
+
+def test_project_files_that_do_not_parse_are_left_to_each_task(probe_package, caplog):
+    (probe_package / "b.py").write_text("def preload_for_tasks():\n    raise ValueError('bad YAML in shop.yml')\n")
+    worker_preload.preload_project(("stale_probe.b",), "stale_probe")
+    worker_preload.preload_project_files(("stale_probe.b", "stale_probe"))  # the package has no hook
+    assert "stale_probe.b.preload_for_tasks failed" in caplog.text and "bad YAML in shop.yml" in caplog.text
 
 
 def test_a_task_process_checks_its_project_files_before_it_parses(monkeypatch):

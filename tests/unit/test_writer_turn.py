@@ -80,7 +80,7 @@ def test_a_killed_holder_releases_the_turn(tmp_path):
 def test_a_node_re_run_by_its_watcher_runs_inside_the_turn_on_duckdb(tmp_path, monkeypatch, environment, in_turn):
     from cosmos.operators.watcher import DbtRunWatcherOperator
 
-    from include.mallard.dbt_build_task import read_node_reports
+    from include.mallard.dbt_watchers import read_node_reports
 
     warehouse = tmp_path / "mallard.duckdb"
     monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(warehouse))

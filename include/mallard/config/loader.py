@@ -30,6 +30,7 @@ from include.mallard.config.literal_secrets import (
     url_secret_message,
 )
 from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
+from include.mallard.parsed_files import parsed
 
 SourceConfig = SourceModel
 # Checks of what a config points at outside itself (connections, env vars): `mallard validate`
@@ -190,7 +191,7 @@ def parse_source_file(path: Path, *, extra_checks: ExtraChecks | None = None) ->
     never for DAG parsing (it may query Airflow's metadata database).
     """
     try:
-        document = read_source_yaml(path)
+        document = parsed(path, read_source_yaml)  # parsed once per file content (parsed_files.py)
     except SourceYamlError as error:
         raise ConfigError([ConfigProblem(path, error.field, error.message, error.fix)]) from error
     except OSError as error:
