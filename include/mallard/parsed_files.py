@@ -1,9 +1,10 @@
 """Project files parsed once per content: the scheduler parses them, its task processes reuse the parse.
 
 Every task process parses the DAG file, and with it reads the source configs, `dbt_project.yml`
-and `profiles.yml`: ~8 ms of a demo model task's ~34 ms parse, and each source file more
-(docs/benchmarks.md, DAG parse). LocalExecutor task processes are forks of the scheduler
-(worker_preload.py), which parses them once before its workers fork (`factory.preload_for_tasks`).
+and `profiles.yml`: ~12 ms of a demo model task's ~34 ms parse, and each source file more; with
+them preloaded the parse takes 0.029 s (docs/benchmarks.md, DAG parse). LocalExecutor task
+processes are forks of the scheduler (worker_preload.py), which parses them once before its
+workers fork (`factory.preload_for_tasks`).
 
 A parse is reused only for the same bytes: the file is read every time (reading is cheap, the
 parse is not), so an edit is seen at once, however close to the last parse and whatever its

@@ -15,7 +15,8 @@ Two kinds of modules:
   and a task process whose project files changed since (`drop_stale_project_modules`, run just
   before it parses the DAG file) forgets every project module and imports them anew: an edit
   still applies at the next task. A project that does not import is not preloaded (logged).
-  With them, the project's dbt manifest is parsed once for all task processes (cosmos_manifest.py).
+  With them, the project's dbt manifest (cosmos_manifest.py), its source configs and dbt YAML
+  files (`factory.preload_for_tasks`, parsed_files.py) are parsed once for all task processes.
 
 It runs in the `airflow scheduler` process only, and only when the executor is the LocalExecutor
 (other executors start tasks elsewhere). `MALLARD_PRELOAD_TASK_LIBRARIES=false` turns both off.
