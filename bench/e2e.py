@@ -735,8 +735,8 @@ def measure_pair(
     airflow = sorted(later, key=lambda run: run["trigger_to_end_seconds"])[len(later) // 2]
     airflow_counts = airflow.pop("counts")
     every_run_same = all(run.pop("counts", airflow_counts) == airflow_counts for run in runs)
-    pair_ratio = ratio(airflow["trigger_to_end_seconds"], bare["wall_seconds"])
     mallard_seconds, bare_seconds = airflow["trigger_to_end_seconds"], bare["wall_seconds"]
+    pair_ratio = ratio(mallard_seconds, bare_seconds)
     print(f"  Mallard {mallard_seconds:.1f} s / bare {bare_seconds:.1f} s = {pair_ratio}{label}", flush=True)
     return {
         "bare": bare,

@@ -12,9 +12,9 @@ Here, with the same results for every watcher:
 - The four keys of a node are gathered into one value, `<node>_report`, pushed once the node is
   over (its `NodeFinished`, and its model's tests when it has some), and again only if it
   changes; what is left is pushed when the build ends (`NodeReports`). The watchers
-  (`MallardDbtRunWatcherOperator` and co., dbt_watchers.py) answer Cosmos's pulls of those four keys from that one
-  value, and pull the key itself when no report exists (a model left out of the build for a stale
-  source, whose skip Cosmos pushes under its own key). Keys of a test node are not pushed at all:
+  (`MallardDbtRunWatcherOperator` and co., dbt_watchers.py) answer Cosmos's pulls of those four
+  keys from that one value, and pull the key itself when no report exists (a model left out of the
+  build for a stale source, whose skip Cosmos pushes under its own key). Keys of a test node are not pushed at all:
   a test task watches its model's keys, never the test's own. A running node's events
   (`NodeStart`, `NodeCompiling`, `NodeExecuting`) are only logged: Cosmos wrote them to the same
   key its `NodeFinished` then overwrote unread. Every log line is still written.

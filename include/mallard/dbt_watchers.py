@@ -78,18 +78,14 @@ class ReadsNodeReport(BaseConsumerSensor):
     report (every watcher of a build that ran), that round trip is skipped.
     """
 
-    _knows_result = False
-
     def poke(self, context: Any) -> bool:
         reader = NodeReportReader(context["ti"], self.producer_task_id, node_key(self.model_unique_id))
-        self._knows_result = reader.try_number == 1 and reader.result(of_tests=self.is_test_sensor) is not None
-        try:
-            return super().poke({**context, "ti": reader})
-        finally:
-            self._knows_result = False
+        return super().poke({**context, "ti": reader})
 
     def _get_producer_task_status(self, context: Any) -> str | None:
-        if self._knows_result:
+        reader = context["ti"]  # Cosmos's poke passes on the context `poke` gave it
+        first_try = isinstance(reader, NodeReportReader) and reader.try_number == 1
+        if first_try and reader.result(of_tests=self.is_test_sensor) is not None:
             return None  # not read by Cosmos: no retry, and the node's result is known
         return super()._get_producer_task_status(context)
 
