@@ -10,11 +10,13 @@ End to end (result: bench/results/e2e.json):
   tests) are added to the dbt project's marts, so it has at least 20 models. Its manifest is built
   with Mallard's `cli manifest`, for the warehouse path of the stack that runs it (dbt's partial
   parse is kept only for the same connection details, as with `make demo`).
-- Mallard: one run of the DAG that `build_elt_dag(sources_dir=..., dbt_project_dir=...)` builds
-  over that workload, under the real scheduler (scripts/airflow_stack.py: api-server, scheduler,
-  dag-processor, triggerer; LocalExecutor, PARALLELISM=8) on a private AIRFLOW_HOME, warehouse,
-  dlt work folder, dbt docs folder and Cosmos cache, triggered through the REST API with the run
-  conf {"start", "end"}. Timed from the trigger (the unpause) to the run's end_date.
+- Mallard: one run of the project's own DAG (`dags/`) over that workload, named by the env vars
+  MALLARD_SOURCES_DIR and MALLARD_DBT_PROJECT_DIR as a deployment would name it (so the scheduler
+  preloads its files and manifest for the task processes), under the real scheduler
+  (scripts/airflow_stack.py: api-server, scheduler, dag-processor, triggerer; LocalExecutor,
+  PARALLELISM=8) on a private AIRFLOW_HOME, warehouse, dlt work folder, dbt docs folder and Cosmos
+  cache, triggered through the REST API with the run conf {"start", "end"}. Timed from the
+  trigger (the unpause) to the run's end_date.
 - baseline, same run: a new Python process that does the same work bare on a fresh warehouse:
   `include.mallard.ingest.extract` + `load` for every source over the same interval, one
   `dbt build` (dbtRunner, the same profile, the interval in the env vars Mallard's tasks set,
@@ -82,9 +84,10 @@ from bench.common import (
     ratio,
     write_result,
 )
-from bench.generate_large_project import build_manifest, write_mallard_dag
+from bench.generate_large_project import build_manifest
+from include.mallard.paths import DBT_PROJECT_DIR_ENV, SOURCES_DIR_ENV
 
-DAG_ID = "mallard_elt"  # what bench.generate_large_project's DAG file builds
+DAG_ID = "mallard_elt"  # the ELT DAG of the project's dags/mallard_elt.py
 E2E_TARGET_RATIO = 1.2
 FIXED_COST_TARGET_SECONDS = 15.0  # --demo: the run under the scheduler minus the same work bare
 RESULT_MARKER = "BENCH_RESULT "
@@ -126,13 +129,20 @@ MEASURES = {
 
 @dataclass
 class Workload:
+    """The sources and dbt project under `root`, run by the project's own DAG files as a deployment runs
+    them: the env vars name the folders, so the scheduler preloads their files for the task processes."""
+
     root: Path
     sources_dir: Path
     dbt_project_dir: Path
-    dags_dir: Path
     models: int
     tests: int
     shop: dict[str, Any]
+    dags_dir: Path = PROJECT_ROOT / "dags"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {SOURCES_DIR_ENV: str(self.sources_dir), DBT_PROJECT_DIR_ENV: str(self.dbt_project_dir)}
 
 
 def orders_per_day_for(rows: int, days: int, customers: int) -> int:
@@ -224,8 +234,7 @@ def build_workload(
         dbt_dir, env={**prepare_environment(), "MALLARD_WAREHOUSE_PATH": str(Stack.warehouse_of(root / STACK_DIR))}
     )
     models, tests = _count_project(dbt_dir)
-    dags_dir = write_mallard_dag(root / "dags", sources_dir, dbt_dir)
-    return Workload(root, sources_dir, dbt_dir, dags_dir, models, tests, shop)
+    return Workload(root, sources_dir, dbt_dir, models, tests, shop)
 
 
 # --- warehouse facts -----------------------------------------------------------------------------
@@ -626,7 +635,7 @@ def runs_on_a_stack(
     the processes that share them, so the sum is what they cost together).
     """
     measured: list[dict[str, Any]] = []
-    with Stack(root, workload.dags_dir, extra_env=extra_env) as stack:
+    with Stack(root, workload.dags_dir, extra_env={**workload.env, **(extra_env or {})}) as stack:
         scheduler_pss = _scheduler_pss_mb(stack)
         for number in range(runs):
             # A logical date of its own per run; the interval (conf) is the same: a rerun.
@@ -928,7 +937,7 @@ def bench_backfill(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"  dbt project: {workload.models} models, {workload.tests} tests; shop: {workload.shop}", flush=True)
     load_before = _load_average()
     singles = []
-    with Stack(workload.root / STACK_DIR, workload.dags_dir) as stack:
+    with Stack(workload.root / STACK_DIR, workload.dags_dir, extra_env=workload.env) as stack:
         # Single runs on days before the backfill window (a backfill skips dates that already have a run).
         for index in range(args.single_runs):
             day = dt.date(2024, 1, 1) + dt.timedelta(days=index)

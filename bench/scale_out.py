@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from bench.common import prepare_environment, print_rows, ratio, report_written, write_result
-from bench.e2e import Stack, build_workload
+from bench.e2e import Stack, Workload, build_workload
 
 EXTRA_SOURCES = {"shop_east": 101, "shop_west": 202, "shop_north": 303}  # name -> seed
 FIRST_DAY = dt.date(2024, 1, 10)
@@ -62,10 +62,11 @@ def digests(stack: Stack, executor: str) -> dict[str, tuple[int, str]]:
     return postgres_digests(stack.stack.warehouse_uri)
 
 
-def run_deployment(root: Path, dags_dir: Path, name: str, spec: dict[str, Any], days: int) -> dict[str, Any]:
+def run_deployment(root: Path, workload: Workload, name: str, spec: dict[str, Any], days: int) -> dict[str, Any]:
     print(f"\n== {name}", flush=True)
     folder = root / name.split()[0] / str(spec["workers"])
-    with Stack(folder, dags_dir, executor=spec["executor"], workers=spec["workers"], extra_env=spec["env"]) as stack:
+    env = {**workload.env, **spec["env"]}
+    with Stack(folder, workload.dags_dir, executor=spec["executor"], workers=spec["workers"], extra_env=env) as stack:
         result = stack.backfill(FIRST_DAY, days)
         hosts = sorted({ti["hostname"] for run in result["run_ids"] for ti in stack.task_instances(run)})
         result["hostnames"] = hosts
@@ -88,7 +89,7 @@ def main() -> int:
         print(f"workload: {sources} sources, {workload.models} models, {workload.tests} tests", flush=True)
         results = {}
         for name, spec in DEPLOYMENTS:
-            results[name] = run_deployment(scratch, workload.dags_dir, name, spec, args.days)
+            results[name] = run_deployment(scratch, workload, name, spec, args.days)
     except BaseException:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -52,3 +52,8 @@ def parsed(path: Path, parse: Callable[[Path], T]) -> T:
 def kept_count() -> int:
     """How many parses are kept in this process."""
     return len(_parsed)
+
+
+def kept_files() -> list[Path]:
+    """The files whose parses are kept in this process, sorted."""
+    return sorted({Path(path) for path, _ in _parsed})

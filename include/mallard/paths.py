@@ -11,8 +11,10 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = PROJECT_ROOT / "include"
-SOURCES_DIR = INCLUDE_DIR / "sources"
-DBT_PROJECT_DIR = INCLUDE_DIR / "dbt"
+# The source configs and the dbt project may live elsewhere (a dbt repo checked out beside the
+# project, say): these env vars name their folders, absolute or relative to the project root.
+SOURCES_DIR_ENV = "MALLARD_SOURCES_DIR"
+DBT_PROJECT_DIR_ENV = "MALLARD_DBT_PROJECT_DIR"
 # Where a dbt project keeps its manifest (`mallard manifest` builds it; Cosmos renders from it).
 MANIFEST_RELATIVE_PATH = Path("target") / "manifest.json"
 DEFAULT_WAREHOUSE_PATH = PROJECT_ROOT / "warehouse" / "mallard.duckdb"
@@ -24,6 +26,22 @@ def resolve_project_path(value: str | Path) -> Path:
     """Resolve a path from a config file: relative paths are relative to the project root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def configured_folder(env: str, default: Path) -> Path:
+    """The folder env `env` names (absolute, or relative to the project root), else `default`."""
+    value = os.environ.get(env, "").strip()
+    return resolve_project_path(value) if value else default
+
+
+def env_note(folder: Path, env: str) -> str:
+    """For an error about `folder`: " (named by env X)" when env `env` names it, else ""."""
+    value = os.environ.get(env, "").strip()
+    return f" (named by env {env})" if value and resolve_project_path(value) == folder else ""
+
+
+SOURCES_DIR = configured_folder(SOURCES_DIR_ENV, INCLUDE_DIR / "sources")
+DBT_PROJECT_DIR = configured_folder(DBT_PROJECT_DIR_ENV, INCLUDE_DIR / "dbt")
 
 
 def work_root() -> Path:

@@ -32,7 +32,7 @@ from include.mallard.config.environments import (
 )
 from include.mallard.config.loader import ConfigError, ConfigProblem, SourceConfig, parse_source_file, source_files
 from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
-from include.mallard.paths import PROJECT_ROOT, SOURCES_DIR
+from include.mallard.paths import PROJECT_ROOT, SOURCES_DIR, SOURCES_DIR_ENV, env_note
 
 PROJECT_SETTINGS_FILE = PROJECT_ROOT / "mallard.yml"
 DEFAULT_SCHEDULE = "0 0 * * *"
@@ -276,8 +276,9 @@ def read_source_files(sources_dir: Path = SOURCES_DIR) -> SourceFiles:
     raises ConfigError: there is nothing to build.
     """
     if not sources_dir.is_dir():
-        problem = ConfigProblem(sources_dir, "(folder)", "does not exist", "create it and add a source YAML file")
-        raise ConfigError([problem])
+        note = env_note(sources_dir, SOURCES_DIR_ENV)
+        fix = "create it and add a source YAML file" + (f", or set {SOURCES_DIR_ENV} to their folder" if note else "")
+        raise ConfigError([ConfigProblem(sources_dir, "(folder)", f"does not exist{note}", fix)])
     valid: list[SourceFile] = []
     invalid: list[InvalidSourceFile] = []
     first_file_by_name: dict[str, Path] = {}
