@@ -12,11 +12,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__COSMOS__CACHE_DIR="${AIRFLOW__COSMOS__CACHE_DIR:-$AIRFLOW_HOME/cosmos}"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
 # After a loop that found nothing to do, the scheduler sleeps this long; a task that just ended
-# waits for it before the next one is queued. At Airflow's 1 s those waits were 10.8 s of the
-# demo run's 32.0 s, at 0.25 s 2.2 s of 23.3 s (bench/e2e.py --demo). An idle scheduler then uses
-# 6-7% of a core instead of 2%, and sends 60 commits/s to PostgreSQL instead of 34
-# (bench/scheduler_idle.py; at 0.1 s: 15% and 103, for no faster run).
-export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.25}"
+# waits for it before the next one is queued (a run of the 1M-row workload has ~15 such waits on
+# its critical path). bench/e2e.py --pairs 5, medians: 1.194x bare at 0.25 s, 1.175x at 0.15 s,
+# 1.151x at 0.1 s; at Airflow's 1 s the demo run took 32.0 s instead of 23.3 s. The price is the
+# idle loop: an idle stack's CPU, 3% of a core at 1 s, 6-7% at 0.25 s, 12-14% at 0.1 s
+# (bench/scheduler_idle.py, docs/benchmarks.md: End to end, sixteenth session).
+export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.15}"
 # A task's supervisor (the LocalExecutor worker) waits up to this long between heartbeats; when
 # its task process closes its sockets just before it exits, the supervisor finds it still alive
 # and waits the whole interval before it reaps it and frees the worker. At Airflow's 5 s, 9-16 of
