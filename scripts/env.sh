@@ -13,10 +13,10 @@ export AIRFLOW__COSMOS__CACHE_DIR="${AIRFLOW__COSMOS__CACHE_DIR:-$AIRFLOW_HOME/c
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-8}"
 # After a loop that found nothing to do, the scheduler sleeps this long; a task that just ended
 # waits for it before the next one is queued (a run of the 1M-row workload has ~15 such waits on
-# its critical path). bench/e2e.py --pairs 5, medians: 1.194x bare at 0.25 s, 1.175x at 0.15 s,
-# 1.151x at 0.1 s; at Airflow's 1 s the demo run took 32.0 s instead of 23.3 s. The price is the
-# idle loop: an idle stack's CPU, 3% of a core at 1 s, 6-7% at 0.25 s, 12-14% at 0.1 s
-# (bench/scheduler_idle.py, docs/benchmarks.md: End to end, sixteenth session).
+# its critical path). bench/e2e.py --pairs 5, medians: 1.194x bare at 0.25 s, 1.147-1.190x at
+# 0.15 s, 1.151x at 0.1 s; at Airflow's 1 s the demo run took 32.0 s instead of 23.3 s. The price
+# is the idle loop: an idle stack uses 3% of a core at 1 s, 6-7% at 0.25 s, ~10% at 0.15 s and
+# 12-14% at 0.1 s (bench/scheduler_idle.py; docs/benchmarks.md, End to end, sixteenth session).
 export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.15}"
 # A task's supervisor (the LocalExecutor worker) waits up to this long between heartbeats; when
 # its task process closes its sockets just before it exits, the supervisor finds it still alive
