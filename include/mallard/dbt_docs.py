@@ -37,7 +37,7 @@ from typing import Any
 
 from include.mallard.assets import export_warehouse_path_for_cosmos
 from include.mallard.dbt_project import manifest_path, read_dbt_project
-from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, resolve_project_path
+from include.mallard.paths import DBT_PROJECT_DIR, PROJECT_ROOT, configured_path
 from include.mallard.warehouse import active_warehouse, retry_on_lock
 
 DOCS_DIR_ENV = "MALLARD_DBT_DOCS_DIR"
@@ -53,8 +53,7 @@ log = logging.getLogger(__name__)
 
 def dbt_docs_dir() -> Path:
     """Where the generated docs site lives: env MALLARD_DBT_DOCS_DIR, else include/dbt/target/docs."""
-    configured = os.environ.get(DOCS_DIR_ENV)
-    return resolve_project_path(configured) if configured else DEFAULT_DOCS_DIR
+    return configured_path(DOCS_DIR_ENV, DEFAULT_DOCS_DIR)
 
 
 def _relative(value: Any, prefixes: list[str]) -> Any:

@@ -28,23 +28,22 @@ def resolve_project_path(value: str | Path) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def configured_folder(env: str, default: Path) -> Path:
-    """The folder env `env` names (absolute, or relative to the project root), else `default`."""
-    value = os.environ.get(env, "").strip()
-    return resolve_project_path(value) if value else default
+def configured_path(env: str, default: Path) -> Path:
+    """The path env `env` names (absolute, or relative to the project root), else `default`."""
+    configured = os.environ.get(env)
+    return resolve_project_path(configured) if configured else default
 
 
 def env_note(folder: Path, env: str) -> str:
     """For an error about `folder`: " (named by env X)" when env `env` names it, else ""."""
-    value = os.environ.get(env, "").strip()
-    return f" (named by env {env})" if value and resolve_project_path(value) == folder else ""
+    configured = os.environ.get(env)
+    return f" (named by env {env})" if configured and resolve_project_path(configured) == folder else ""
 
 
-SOURCES_DIR = configured_folder(SOURCES_DIR_ENV, INCLUDE_DIR / "sources")
-DBT_PROJECT_DIR = configured_folder(DBT_PROJECT_DIR_ENV, INCLUDE_DIR / "dbt")
+SOURCES_DIR = configured_path(SOURCES_DIR_ENV, INCLUDE_DIR / "sources")
+DBT_PROJECT_DIR = configured_path(DBT_PROJECT_DIR_ENV, INCLUDE_DIR / "dbt")
 
 
 def work_root() -> Path:
     """Mallard's working folder (dlt working dirs, remembered schemas): env MALLARD_WORK_DIR, else .mallard/."""
-    configured = os.environ.get(WORK_DIR_ENV)
-    return resolve_project_path(configured) if configured else DEFAULT_WORK_DIR
+    return configured_path(WORK_DIR_ENV, DEFAULT_WORK_DIR)

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from include.mallard.config.environments import EnvironmentSettings
 from include.mallard.config.project import ProjectSettings, load_project_settings
-from include.mallard.paths import DEFAULT_WAREHOUSE_PATH, resolve_project_path
+from include.mallard.paths import DEFAULT_WAREHOUSE_PATH, configured_path, resolve_project_path
 
 WAREHOUSE_PATH_ENV = "MALLARD_WAREHOUSE_PATH"
 WAREHOUSE_POOL = "mallard_duckdb"
@@ -99,8 +99,7 @@ def configured_warehouse_path() -> Path:
     Safe at DAG parse time: the Assets a DAG declares are named from it (assets.py), so the env
     var must be the same for the DAG processor and the workers (scripts/env.sh, the Dockerfile).
     """
-    configured = os.environ.get(WAREHOUSE_PATH_ENV)
-    return resolve_project_path(configured) if configured else DEFAULT_WAREHOUSE_PATH
+    return configured_path(WAREHOUSE_PATH_ENV, DEFAULT_WAREHOUSE_PATH)
 
 
 def _connection_host() -> tuple[str, str | None]:
