@@ -12,6 +12,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     RUNTIME__DLTHUB_TELEMETRY=false \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false \
     PROVIDERS__ENABLE_AIRFLOW_SECRETS=false \
+    MALLARD_DBT_DOCS_DIR=/usr/local/airflow/include/dbt/target/docs \
     AIRFLOW__COSMOS__DBT_DOCS_PROJECTS='{"mallard": {"dir": "/usr/local/airflow/include/dbt/target/docs", "index": "index.html", "name": "Mallard dbt docs"}}'
 
 # dbt runs in the same environment as Airflow (requirements.txt), so Cosmos can invoke it

@@ -105,6 +105,16 @@ def test_the_image_sets_the_same_fixed_environment_as_the_local_stack():
     assert not missing, f"set these in the Dockerfile's ENV too: {missing}"
 
 
+def test_the_image_serves_the_docs_where_the_docs_task_writes_them():
+    # Without MALLARD_DBT_DOCS_DIR the docs task writes under the dbt project, which
+    # MALLARD_DBT_PROJECT_DIR may move away from the folder Cosmos's docs view serves.
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    written = re.search(r"MALLARD_DBT_DOCS_DIR=(\S+) ", dockerfile)
+    served = re.search(r'"dir": "([^"]+)"', dockerfile)
+    assert written and served, "the Dockerfile must set MALLARD_DBT_DOCS_DIR and Cosmos's docs project dir"
+    assert written.group(1) == served.group(1)
+
+
 def test_the_astro_project_files_are_there_as_astro_dev_init_writes_them():
     # The Astro CLI's DAG-integrity test (`astro dev parse`) reads this file: without it, UnboundLocalError.
     exceptions = (PROJECT_ROOT / ".astro" / "dag_integrity_exceptions.txt").read_text()
