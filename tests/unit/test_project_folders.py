@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from include.mallard.config.loader import load_sources
 from include.mallard.config.project import ConfigError, read_source_files
 from include.mallard.dbt_project import DbtProjectError, read_dbt_project
+from include.mallard.factory import build_dags
 from include.mallard.paths import DBT_PROJECT_DIR_ENV, INCLUDE_DIR, PROJECT_ROOT, SOURCES_DIR_ENV
 
 # In a new interpreter: the folders are read from the env when include.mallard.paths is imported.
@@ -97,3 +99,25 @@ def test_a_missing_dbt_project_named_by_the_env_says_so(tmp_path: Path, monkeypa
     with pytest.raises(DbtProjectError) as raised:
         read_dbt_project(tmp_path)
     assert DBT_PROJECT_DIR_ENV not in str(raised.value)
+
+
+def test_a_sources_folder_without_source_files_stops_the_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Without this, the DAG had no ingestion and dbt rebuilt the marts from stale raw tables.
+    empty = tmp_path / "sources"
+    empty.mkdir()
+    (empty / "README.md").write_text("not a source\n")
+    (empty / "shop.yml.bak").write_text("name: shop\n")
+    monkeypatch.setenv(SOURCES_DIR_ENV, str(empty))
+
+    for read in (read_source_files, load_sources, lambda folder: build_dags(sources_dir=folder)):
+        with pytest.raises(ConfigError) as raised:
+            read(empty)
+        (problem,) = raised.value.problems
+        assert problem.file == empty
+        assert problem.field == "(folder)"
+        assert "holds no source file (*.yml or *.yaml)" in problem.message
+        assert f"named by env {SOURCES_DIR_ENV}" in problem.message
+        assert "mallard add source" in problem.fix and SOURCES_DIR_ENV in problem.fix
+
+    (empty / "shop.yml").write_bytes((INCLUDE_DIR / "sources" / "shop.yml").read_bytes())
+    assert [source.name for source in load_sources(empty)] == ["shop"]

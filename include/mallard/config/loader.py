@@ -31,6 +31,7 @@ from include.mallard.config.literal_secrets import (
 )
 from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
 from include.mallard.parsed_files import parsed
+from include.mallard.paths import SOURCES_DIR_ENV, env_note
 
 SourceConfig = SourceModel
 # Checks of what a config points at outside itself (connections, env vars): `mallard validate`
@@ -232,6 +233,26 @@ def source_files(sources_dir: Path) -> list[Path]:
     return sorted(p for p in sources_dir.iterdir() if p.suffix.lower() in CONFIG_SUFFIXES and p.is_file())
 
 
+def checked_source_files(sources_dir: Path) -> list[Path]:
+    """`source_files`, or a ConfigError naming the folder when it is missing or holds no source file.
+
+    An empty folder is an error rather than a DAG without sources: dbt would rebuild the marts
+    from stale raw tables and report success (say, a mistyped MALLARD_SOURCES_DIR).
+    """
+    note = env_note(sources_dir, SOURCES_DIR_ENV)
+    elsewhere = f", or set {SOURCES_DIR_ENV} to their folder" if note else ""
+    if not sources_dir.is_dir():
+        fix = f"create it and add a source YAML file{elsewhere}"
+        raise ConfigError([ConfigProblem(sources_dir, "(folder)", f"does not exist{note}", fix)])
+    files = source_files(sources_dir)
+    if not files:
+        suffixes = " or ".join(f"*{suffix}" for suffix in sorted(CONFIG_SUFFIXES, reverse=True))
+        message = f"holds no source file ({suffixes}){note}"
+        fix = f"add a source YAML file (`mallard add source` writes one){elsewhere}"
+        raise ConfigError([ConfigProblem(sources_dir, "(folder)", message, fix)])
+    return files
+
+
 def load_sources(
     sources_dir: Path, *, include_disabled: bool = False, extra_checks: ExtraChecks | None = None
 ) -> list[SourceConfig]:
@@ -239,13 +260,10 @@ def load_sources(
 
     `extra_checks` also checks connections, env vars, modules and folders (see `parse_source_file`).
     """
-    if not sources_dir.is_dir():
-        problem = ConfigProblem(sources_dir, "(folder)", "does not exist", "create it and add a source YAML file")
-        raise ConfigError([problem])
     sources: list[SourceConfig] = []
     problems: list[ConfigProblem] = []
     first_file_by_name: dict[str, Path] = {}
-    for path in source_files(sources_dir):
+    for path in checked_source_files(sources_dir):
         try:
             source = parse_source_file(path, extra_checks=extra_checks)
         except ConfigError as error:

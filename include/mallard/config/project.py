@@ -30,9 +30,15 @@ from include.mallard.config.environments import (
     default_environments,
     selected_environment_name,
 )
-from include.mallard.config.loader import ConfigError, ConfigProblem, SourceConfig, parse_source_file, source_files
+from include.mallard.config.loader import (
+    ConfigError,
+    ConfigProblem,
+    SourceConfig,
+    checked_source_files,
+    parse_source_file,
+)
 from include.mallard.config.yaml_file import SourceYamlError, read_source_yaml
-from include.mallard.paths import PROJECT_ROOT, SOURCES_DIR, SOURCES_DIR_ENV, env_note
+from include.mallard.paths import PROJECT_ROOT, SOURCES_DIR
 
 PROJECT_SETTINGS_FILE = PROJECT_ROOT / "mallard.yml"
 DEFAULT_SCHEDULE = "0 0 * * *"
@@ -275,14 +281,10 @@ def read_source_files(sources_dir: Path = SOURCES_DIR) -> SourceFiles:
     A second file using a name already taken is invalid (the first keeps it). A missing folder
     raises ConfigError: there is nothing to build.
     """
-    if not sources_dir.is_dir():
-        note = env_note(sources_dir, SOURCES_DIR_ENV)
-        fix = "create it and add a source YAML file" + (f", or set {SOURCES_DIR_ENV} to their folder" if note else "")
-        raise ConfigError([ConfigProblem(sources_dir, "(folder)", f"does not exist{note}", fix)])
     valid: list[SourceFile] = []
     invalid: list[InvalidSourceFile] = []
     first_file_by_name: dict[str, Path] = {}
-    for path in source_files(sources_dir):
+    for path in checked_source_files(sources_dir):
         try:
             source = parse_source_file(path)
         except ConfigError as error:
