@@ -158,6 +158,49 @@ def use_reader_variant(variant: str) -> None:
         raise ValueError(f"unknown reader variant {variant!r}; use one of {', '.join(READER_VARIANTS)}")
 
 
+def dlt_direct_load(csv_path: Path, root: Path) -> dict[str, Any]:
+    """The bound of a design in which DuckDB reads a local CSV inside dlt's load step (no file between).
+
+    A dlt pipeline (dlt's own DuckDB destination, append) extracts only the table's columns, an
+    empty Arrow table of the schema DuckDB sniffs from the CSV; after its load creates the table,
+    DuckDB inserts the CSV's rows through the pipeline's SQL client in one statement. That is dlt's
+    fixed cost per run plus DuckDB's one-step load, and nothing of Mallard: no checks of the file,
+    no full-refresh swap, no memory limit. Not a way Mallard loads: what such a way could reach.
+    """
+    import dlt
+    import duckdb
+    import pyarrow
+
+    root.mkdir(parents=True, exist_ok=True)
+    database = root / "direct.duckdb"
+    _start_from(database, None)
+    read = f"read_csv('{csv_path}')"
+    pipeline = dlt.pipeline(
+        "bench_dlt_direct",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name="raw",
+        pipelines_dir=str(root / "pipelines"),
+    )
+    with stopwatch() as extract_seconds:
+        with duckdb.connect() as connection:
+            schema = connection.sql(f"SELECT * FROM {read}").limit(0).to_arrow_table().schema
+        pipeline.extract(dlt.resource([pyarrow.Table.from_batches([], schema=schema)], name=TABLE_NAME))
+        pipeline.normalize()
+    with stopwatch() as load_seconds:
+        pipeline.load()
+        with pipeline.sql_client() as client:
+            client.execute_sql(f"INSERT INTO raw.{TABLE_NAME} SELECT * FROM {read}")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute(f"SELECT count(*) FROM raw.{TABLE_NAME}").fetchone()[0]
+    return {
+        "rows": rows,
+        "extract_normalize_seconds": round(extract_seconds(), 3),
+        "load_seconds": round(load_seconds(), 3),
+        "seconds": round(extract_seconds() + load_seconds(), 3),
+        "warehouse_mib": round(database.stat().st_size / 2**20, 1),
+    }
+
+
 def mallard_files_ingestion(
     csv_dir: Path, root: Path, *, write_disposition: str | None = None, over: Path | None = None
 ) -> dict[str, Any]:
@@ -211,7 +254,7 @@ def _rss_mb() -> float:
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     # Import what an ingestion task imports before measuring, so `rss_after_imports_mb` is the fixed part.
-    if args.what in ("mallard", "imports"):
+    if args.what in ("mallard", "imports", "dlt_direct"):
         import dlt  # noqa: F401
 
         from include.mallard import ingest  # noqa: F401
@@ -225,6 +268,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         result |= duckdb_native_load(Path(args.csv), Path(args.root) / "native.duckdb", over)
     elif args.what == "two_step":
         result |= duckdb_two_step_load(Path(args.csv), Path(args.root) / "two_step.duckdb")
+    elif args.what == "dlt_direct":
+        result |= dlt_direct_load(Path(args.csv), Path(args.root))
     elif args.what == "mallard":
         if args.profile_to:
             import cProfile
@@ -258,7 +303,7 @@ def run_child(
     profile_to: Path | None = None,
     over: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one measurement (`native`, `two_step`, `mallard` or `imports`) in a new process; add its peak RSS.
+    """Run one measurement (`native`, `two_step`, `dlt_direct`, `mallard`, `imports`) in a new process; add peak RSS.
 
     With `over`, the run's database starts as a copy of that file (copied before the timing).
 
@@ -278,7 +323,7 @@ def run_child(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="One benchmark measurement (run by bench/ingest.py, memory.py).")
-    parser.add_argument("--what", choices=("native", "two_step", "mallard", "imports"), required=True)
+    parser.add_argument("--what", choices=("native", "two_step", "dlt_direct", "mallard", "imports"), required=True)
     parser.add_argument("--csv", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--variant", choices=tuple(READER_VARIANTS), default="current")
