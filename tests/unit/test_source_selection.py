@@ -74,6 +74,13 @@ def test_source_names_that_cannot_run_in_the_elt_dag_are_explained(tmp_path: Pat
     assert "'marketing' has a `schedule` of its own" in problems[2]
 
 
+def test_selecting_a_source_from_a_folder_without_source_files_names_the_folder(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("no source here\n")
+    (problem,) = selection_problems(["shop"], tmp_path)
+    assert problem.startswith(f"{tmp_path}: field `(folder)`: holds no source file (*.yml or *.yaml)")
+    assert "mallard add source" in problem
+
+
 def test_the_run_summary_counts_raw_tables_but_not_dlts_own_or_a_failed_refreshs_swap_table(tmp_path: Path):
     import duckdb
 

@@ -97,10 +97,13 @@ def progress_table(tasks: dict[str, str | None], elapsed: float) -> object:
 
 def selection_problems(names: list[str], sources_dir: Path) -> list[str]:
     """Why sources named by `--source` cannot run in the ELT DAG (unknown, disabled, own DAG); [] if they can."""
-    from include.mallard.config.project import load_project_settings, read_source_files
+    from include.mallard.config.project import ConfigError, load_project_settings, read_source_files
     from include.mallard.factory import split_by_schedule
 
-    files = read_source_files(sources_dir)
+    try:
+        files = read_source_files(sources_dir)
+    except ConfigError as error:  # no folder, or no source file in it: nothing to select from
+        return [str(problem) for problem in error.problems]
     valid = {item.source.name: item for item in files.valid}
     on_elt = {item.source.name for item in split_by_schedule(files.enabled(), load_project_settings().schedule)[0]}
     problems = []
