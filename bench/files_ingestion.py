@@ -88,6 +88,21 @@ def _start_from(database: Path, over: Path | None) -> None:
         shutil.copyfile(over, database)
 
 
+def _two_step_result(database: Path, table: str, extract_seconds: float, load_seconds: float) -> dict[str, Any]:
+    """The rows `table` holds in `database`, the seconds of both steps, and the file's size (what the load left)."""
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return {
+        "rows": rows,
+        "extract_normalize_seconds": round(extract_seconds, 3),
+        "load_seconds": round(load_seconds, 3),
+        "seconds": round(extract_seconds + load_seconds, 3),
+        "warehouse_mib": round(database.stat().st_size / 2**20, 1),
+    }
+
+
 def duckdb_native_load(csv_path: Path, database: Path, over: Path | None = None) -> dict[str, Any]:
     """The baseline: DuckDB's own `CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv(...)`.
 
@@ -118,15 +133,7 @@ def duckdb_two_step_load(csv_path: Path, database: Path) -> dict[str, Any]:
         connection.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet}' (FORMAT parquet)")
     with stopwatch() as load_seconds, duckdb.connect(str(database)) as connection:
         connection.execute(f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet('{parquet}')")
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute("SELECT count(*) FROM t").fetchone()[0]
-    return {
-        "rows": rows,
-        "extract_normalize_seconds": round(extract_seconds(), 3),
-        "load_seconds": round(load_seconds(), 3),
-        "seconds": round(extract_seconds() + load_seconds(), 3),
-        "warehouse_mib": round(database.stat().st_size / 2**20, 1),
-    }
+    return _two_step_result(database, "t", extract_seconds(), load_seconds())
 
 
 def use_reader_variant(variant: str) -> None:
@@ -190,15 +197,7 @@ def dlt_direct_load(csv_path: Path, root: Path) -> dict[str, Any]:
         pipeline.load()
         with pipeline.sql_client() as client:
             client.execute_sql(f"INSERT INTO raw.{TABLE_NAME} SELECT * FROM {read}")
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute(f"SELECT count(*) FROM raw.{TABLE_NAME}").fetchone()[0]
-    return {
-        "rows": rows,
-        "extract_normalize_seconds": round(extract_seconds(), 3),
-        "load_seconds": round(load_seconds(), 3),
-        "seconds": round(extract_seconds() + load_seconds(), 3),
-        "warehouse_mib": round(database.stat().st_size / 2**20, 1),
-    }
+    return _two_step_result(database, f"raw.{TABLE_NAME}", extract_seconds(), load_seconds())
 
 
 def mallard_files_ingestion(
@@ -229,18 +228,7 @@ def mallard_files_ingestion(
         ingest.extract(source, interval, work_dir)
     with stopwatch() as load_seconds:
         ingest.load(source, work_dir)
-
-    import duckdb
-
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        loaded = connection.execute(f"SELECT count(*) FROM {source.dataset_name}.{TABLE_NAME}").fetchone()[0]
-    return {
-        "rows": loaded,
-        "extract_normalize_seconds": round(extract_seconds(), 3),
-        "load_seconds": round(load_seconds(), 3),
-        "seconds": round(extract_seconds() + load_seconds(), 3),
-        "warehouse_mib": round(warehouse.stat().st_size / 2**20, 1),  # what the load left on disk
-    }
+    return _two_step_result(warehouse, f"{source.dataset_name}.{TABLE_NAME}", extract_seconds(), load_seconds())
 
 
 # --- child processes ----------------------------------------------------------------------------

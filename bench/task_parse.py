@@ -16,7 +16,9 @@ measures those two steps against their baseline:
   project's manifest>)` ("manifest preloaded"), and with `factory.preload_for_tasks(<the project's
   folders>)` too ("manifest and YAML preloaded", what the scheduler does now);
 - `--forks` forks of it, each parsing the DAG file (`runpy`) with the parsing context of one task:
-  a mart model's run task, and the first source's extract task (which renders no dbt project).
+  a mart model's run task, the first source's extract task and `publish` (which render no dbt
+  project), and with none (the whole DAG, as the DAG processor parses it: what a task outside the
+  dbt group parsed before it skipped the dbt group).
 
 Projects: the demo (`dags/`) and the generated one (bench/generate_large_project.py, 50 sources
 and 1,000 models; --large-project reuses a folder). Each round starts every variant's parent anew,
@@ -48,7 +50,14 @@ from bench.common import (
     write_result,
 )
 from bench.generate_large_project import generate_project
-from bench.parse import PARSING_CONTEXT_ENV, RESULT_MARKER, ensure_manifest, ingest_task_env, model_task_env
+from bench.parse import (
+    PARSING_CONTEXT_ENV,
+    RESULT_MARKER,
+    ensure_manifest,
+    ingest_task_env,
+    model_task_env,
+    task_process_env,
+)
 from include.mallard.paths import DBT_PROJECT_DIR, MANIFEST_RELATIVE_PATH, SOURCES_DIR
 
 
@@ -130,6 +139,11 @@ def main() -> int:
         for task, task_env in (
             ("model task", model_task_env(env, dbt_project_dir)),
             ("ingestion task", ingest_task_env(env, sources_dir)),
+            ("publish task", task_process_env(env, "mallard_elt", "publish")),
+            (
+                "no task (whole DAG)",
+                {key: value for key, value in env.items() if key not in PARSING_CONTEXT_ENV.values()},
+            ),
         ):
             variants[f"{scenario}/{task}/files read"] = (dag_file, task_env, None, None)
             variants[f"{scenario}/{task}/manifest preloaded"] = (dag_file, task_env, manifest, None)
@@ -148,7 +162,7 @@ def main() -> int:
         seconds = [value for run in name_runs for value in run["seconds"]]
         scenario, task, how = name.split("/")
         figures[name] = {
-            "task_id": variants[name][1][PARSING_CONTEXT_ENV["task_id"]],
+            "task_id": variants[name][1].get(PARSING_CONTEXT_ENV["task_id"]),
             "median_seconds": round(median(seconds), 4),
             "range_seconds": [round(min(seconds), 4), round(max(seconds), 4)],
             "seconds": seconds,

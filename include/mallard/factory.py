@@ -278,9 +278,6 @@ def build_elt_dag(
         for invalid in files.invalid:
             ingestion.append(invalid_source_task(invalid, taken))
             taken.add(ingestion[-1].task_id)
-        # An ingestion task's own process needs no dbt project: at 1,000 models its render is most
-        # of the parse (docs/benchmarks.md). Only ingestion tasks are in the DAG so far.
-        renders_dbt = parsing_task(dag_id) not in dag.task_dict
         # One join instead of sources x dbt-root edges: at 50 sources and 400 root models the
         # direct edges cost 1.3 s of parse time (docs/benchmarks.md). Its trigger rule keeps dbt
         # from publishing marts without a failed or invalid source; sources that the run conf's
@@ -291,12 +288,13 @@ def build_elt_dag(
             doc_md="Every source is loaded (or left out by the run conf's `sources`); dbt may start.",
         )
         ingestion >> ingestion_done
-        if settings.dbt_schedule == "with_ingestion" and renders_dbt:
-            dbt = dbt_steps(dag, dbt_project_dir, warehouse)
+        if settings.dbt_schedule == "with_ingestion":
+            dbt = dbt_steps(dag, dbt_project_dir, warehouse)  # None in the process of a task outside dbt
+            before_dbt: Any = ingestion_done
             if generate_staging:
-                ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir, warehouse) >> dbt
-            else:
-                ingestion_done >> dbt
+                before_dbt = ingestion_done >> _staging_step(elt_sources, sources_dir, dbt_project_dir, warehouse)
+            if dbt is not None:
+                before_dbt >> dbt
         publish_step(dag, warehouse)
     return dag
 
@@ -388,13 +386,3 @@ def preload_for_tasks(sources_dir: Path = SOURCES_DIR, dbt_project_dir: Path = D
 def source_dag_id(elt_dag_id: str, source: SourceConfig) -> str:
     """The id of the ingestion-only DAG of a source with a schedule of its own."""
     return f"{elt_dag_id}_ingest_{source.name}"
-
-
-def parsing_task(dag_id: str) -> str | None:
-    """The task whose own process is parsing the DAG file, if it is a task of `dag_id`; else None.
-
-    Airflow's task runner parses the DAG file to find the one task it runs, and names it in
-    `get_parsing_context()`; the DAG processor, `airflow dags test` and tests name none.
-    """
-    context = get_parsing_context()
-    return context.task_id if context.dag_id == dag_id else None

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, TaskGroup, get_parsing_context
 
 from include.mallard import tasks
 from include.mallard.alerts import MallardWebhookNotifier
 from include.mallard.dbt_docs import generate_dbt_docs
-from include.mallard.dbt_group import BUILD_TASK_ID, build_dbt_group, build_done_gate
+from include.mallard.dbt_group import BUILD_TASK_ID, DEFAULT_GROUP_ID, build_dbt_group, build_done_gate
 from include.mallard.edges import add_edges
 from include.mallard.warehouse import Warehouse, active_warehouse, resolve_warehouse_path
 
@@ -44,14 +44,33 @@ def dbt_task_macros(interval_bound: Callable[..., str]) -> dict[str, Callable[..
     }
 
 
-def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = None) -> Any:
+def parsing_task(dag_id: str) -> str | None:
+    """The task whose own process is parsing the DAG file, if it is a task of `dag_id`; else None.
+
+    Airflow's task runner parses the DAG file to find the one task it runs, and names it in
+    `get_parsing_context()`; the DAG processor, `airflow dags test` and tests name none.
+    """
+    context = get_parsing_context()
+    return context.task_id if context.dag_id == dag_id else None
+
+
+def renders_dbt_group(dag_id: str) -> bool:
+    """Whether this parse of `dag_id` needs the Cosmos dbt group: not in the process of a task outside it.
+
+    Rendering the dbt project is most of a parse at scale (docs/benchmarks.md), and the process
+    of an ingestion task, `generate_staging`, `dbt_docs` or `publish` runs only its own task.
+    """
+    task_id = parsing_task(dag_id)
+    return task_id is None or task_id.startswith(f"{DEFAULT_GROUP_ID}.")
+
+
+def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = None) -> TaskGroup | None:
     """The Cosmos dbt group, then `dbt_docs` (failing with a failed or missing build); the dbt group.
 
-    Adds the project's models to the DAG's doc.
+    Adds the project's models to the DAG's doc. In the process of a task outside the dbt group,
+    only `dbt_docs`, and None (`renders_dbt_group`).
     """
     warehouse = warehouse or active_warehouse()
-    dbt = build_dbt_group(dbt_project_dir, warehouse=warehouse)
-    _keep_build_results(dbt)
     docs = PythonOperator(
         task_id=DOCS_TASK_ID,
         python_callable=generate_dbt_docs,
@@ -60,6 +79,10 @@ def dbt_steps(dag: DAG, dbt_project_dir: Path, warehouse: Warehouse | None = Non
         max_active_tis_per_dag=1,  # one docs site: two runs would write the same folder
         doc_md="Regenerates the dbt docs shown under Browse > Mallard dbt docs.",
     )
+    if not renders_dbt_group(dag.dag_id):
+        return None
+    dbt = build_dbt_group(dbt_project_dir, warehouse=warehouse)
+    _keep_build_results(dbt)
     dag.doc_md = (dag.doc_md or "") + _models_doc(dbt)
     # A build that failed or never ran must fail the run, even when every model task skipped.
     # After the model and test tasks, not after the build alone: in a cleared run Cosmos skips the

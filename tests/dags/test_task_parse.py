@@ -114,6 +114,14 @@ def test_a_model_name_two_packages_share_is_not_selected_by_name():
 def _same_task(own, whole, task_id: str) -> None:
     task, expected = own.get_task(task_id), whole.get_task(task_id)
     assert described(task) == described(expected), task_id
+    built = set(own.task_dict)
+    if not task_id.startswith("dbt."):
+        # Outside the dbt group, the process renders none of it (`dbt_docs`, `publish`, ingestion):
+        # the task keeps every relation to the tasks it built, and gains none.
+        assert not [other for other in built if other.startswith("dbt.")], task_id
+        assert task.upstream_task_ids == expected.upstream_task_ids & built, task_id
+        assert task.downstream_task_ids == expected.downstream_task_ids & built, task_id
+        return
     assert task.upstream_task_ids == expected.upstream_task_ids, task_id
     # A model task's process renders its parents, not its children (first test above).
     if not re.fullmatch(r"dbt\.[^.]+\.(run|test)", task_id):
@@ -142,7 +150,7 @@ def test_an_ingestion_tasks_process_renders_no_dbt_and_gets_the_same_task(projec
     for task_id in ingestion_tasks:
         in_task_process(monkeypatch, task_id)
         own = build_elt_dag(DAG_ID, sources_dir=sources, dbt_project_dir=dbt_project_dir)
-        assert not [task.task_id for task in own.tasks if task.task_id.startswith("dbt")], task_id
+        assert not [task.task_id for task in own.tasks if task.task_id.startswith("dbt.")], task_id
         _same_task(own, whole, task_id)
     # Another DAG's task of the same name does not count: the dbt project is rendered.
     monkeypatch.setenv(PARSING_CONTEXT_ENV["dag_id"], "another_dag")
@@ -174,3 +182,16 @@ def test_a_tasks_process_builds_only_its_own_dag(dbt_schedule, tmp_path, monkeyp
     # A DAG id that is not one of the project's (another DAG file's task): every DAG, as before.
     monkeypatch.setenv(PARSING_CONTEXT_ENV["dag_id"], "not_mallards")
     assert set(build_dags(sources_dir=sources, settings=settings)) == expected_ids
+
+
+@pytest.mark.parametrize("task_id", ["dbt_docs", "publish", "generate_staging", "ingestion_done"])
+def test_a_task_after_ingestion_but_outside_the_dbt_group_renders_no_dbt(task_id, monkeypatch):
+    # Their processes rendered the whole dbt project, most of a parse at scale (docs/benchmarks.md).
+    for name in PARSING_CONTEXT_ENV.values():
+        monkeypatch.delenv(name, raising=False)
+    whole = build_elt_dag(DAG_ID, generate_staging=True)
+    assert any(task.startswith("dbt.") for task in whole.task_dict)
+    in_task_process(monkeypatch, task_id)
+    own = build_elt_dag(DAG_ID, generate_staging=True)
+    _same_task(own, whole, task_id)
+    assert set(own.task_dict) == {task for task in whole.task_dict if not task.startswith("dbt.")}
