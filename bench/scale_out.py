@@ -1,6 +1,6 @@
 """A 7-day backfill of the demo with 6 sources on three deployments, side by side in one run.
 
-    python bench/scale_out.py [--days 7] [--keep]
+    python bench/scale_out.py [--days 7] [--keep] [--celery-preload-pairs N]
 
 Workload: the demo sources and dbt project (bench.e2e.build_workload) plus three more synthetic
 sources (copies of `shop` with other seeds, so 6 sources load per run; dbt reads the demo's three).
@@ -15,6 +15,10 @@ Each is timed from the POST to the last run's end_date; the task seconds by kind
 (union of task spans) and the gaps come from the task instances (bench.e2e.time_breakdown). The
 raw and mart tables of the three must hold the same rows (tests/e2e/warehouse_digests.py), or the
 benchmark fails. Result: bench/results/scale_out.json.
+
+With --celery-preload-pairs N, the deployments are instead the local one (for the rows) and N
+pairs of 1 Celery worker with its preload turned off (MALLARD_PRELOAD_TASK_LIBRARIES=false), then
+on (include/mallard/celery_worker.py): the ratio of each pair says what the preload buys.
 
 On 2 cores the deployments compete for the same CPUs: the figures say where the time goes, not
 what more machines would give (docs/scale-out.md).
@@ -62,9 +66,19 @@ def digests(stack: Stack, executor: str) -> dict[str, tuple[int, str]]:
     return postgres_digests(stack.stack.warehouse_uri)
 
 
+def celery_preload_pairs(pairs: int) -> list[tuple[str, dict[str, Any]]]:
+    """`pairs` x (1 Celery worker with its preload turned off, then on): what celery_worker.py buys."""
+    off = {"MALLARD_ENV": "prod", "MALLARD_PRELOAD_TASK_LIBRARIES": "false"}
+    deployments = []
+    for number in range(1, pairs + 1):
+        deployments.append((f"celery 1 worker, no preload #{number}", {"executor": "celery", "workers": 1, "env": off}))
+        deployments.append((f"celery 1 worker, preload #{number}", {**DEPLOYMENTS[1][1]}))
+    return deployments
+
+
 def run_deployment(root: Path, workload: Workload, name: str, spec: dict[str, Any], days: int) -> dict[str, Any]:
     print(f"\n== {name}", flush=True)
-    folder = root / name.split()[0] / str(spec["workers"])
+    folder = root / "deployments" / name.replace(" ", "_").replace("+", "").replace("#", "").replace(",", "")
     env = {**workload.env, **spec["env"]}
     with Stack(folder, workload.dags_dir, executor=spec["executor"], workers=spec["workers"], extra_env=env) as stack:
         result = stack.backfill(FIRST_DAY, days)
@@ -79,6 +93,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=7, help="daily runs in the backfill")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
+    parser.add_argument(
+        "--celery-preload-pairs",
+        type=int,
+        default=0,
+        help="instead of the three deployments: local, then N pairs of 1 Celery worker without/with its preload",
+    )
     args = parser.parse_args()
     os.environ.update(prepare_environment())
     scratch = Path(tempfile.mkdtemp(prefix="mallard-bench-scale-out-"))
@@ -88,7 +108,10 @@ def main() -> int:
         sources = add_sources(workload.sources_dir)
         print(f"workload: {sources} sources, {workload.models} models, {workload.tests} tests", flush=True)
         results = {}
-        for name, spec in DEPLOYMENTS:
+        deployments = DEPLOYMENTS
+        if args.celery_preload_pairs:
+            deployments = [DEPLOYMENTS[0], *celery_preload_pairs(args.celery_preload_pairs)]
+        for name, spec in deployments:
             results[name] = run_deployment(scratch, workload, name, spec, args.days)
     except BaseException:
         if not args.keep:
@@ -119,10 +142,17 @@ def main() -> int:
         ("kind", *results),
         [(kind, *(r["by_kind"].get(kind, {}).get("seconds", "-") for r in results.values())) for kind in kinds],
     )
+    preload_ratios = [
+        ratio(took[f"celery 1 worker, preload #{number}"], took[f"celery 1 worker, no preload #{number}"])
+        for number in range(1, args.celery_preload_pairs + 1)
+    ]
+    if preload_ratios:
+        print(f"\n1 Celery worker with its preload / without, per pair: {preload_ratios}")
     for result in results.values():
         result["tables"] = {table: rows for table, (rows, _) in result.pop("digests").items()}
     payload = {"days": args.days, "sources": sources, "models": workload.models, "deployments": results}
     payload["ratios_to_local"] = {name: ratio(took[name], took[baseline_name]) for name in results}
+    payload["celery_preload_ratios"] = preload_ratios
     payload["same_rows_everywhere"] = not mismatched
     report_written(write_result("scale_out", payload), scratch, args.keep)
     if mismatched:

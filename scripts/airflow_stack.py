@@ -88,6 +88,7 @@ COMPONENTS: dict[str, list[str]] = {
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+CELERY_CONFIG_OPTIONS = "include.mallard.celery_worker.CELERY_CONFIG"  # docs/scale-out.md
 METADATA_DATABASES = ("postgres", "sqlite")
 REDIS = "redis"
 WORKER_PREFIX = "worker"  # Celery workers are components worker1, worker2, ...
@@ -607,6 +608,8 @@ class CeleryServices:
             "AIRFLOW__CELERY__BROKER_URL": f"redis://:{self.redis_password}@{LOOPBACK}:{self.redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": self.postgres.uri(PostgresCluster.SUPERUSER, "db+postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+            # Airflow's Celery settings, and a worker that preloads what the tasks import (celery_worker.py).
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG_OPTIONS,
             # A task instance's `hostname` (sent by the worker's supervisor when the task starts and
             # with each heartbeat) names the worker, not the one machine they all run on.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.airflow_stack.stack_hostname",

@@ -18,9 +18,10 @@ Two kinds of modules:
   With them, the project's dbt manifest (cosmos_manifest.py), its source configs and dbt YAML
   files (`factory.preload_for_tasks`, parsed_files.py) are parsed once for all task processes.
 
-It runs in the `airflow scheduler` process only, and only when the executor is the LocalExecutor
-(other executors start tasks elsewhere). `MALLARD_PRELOAD_TASK_LIBRARIES=false` turns both off.
-The listener is registered by plugins/mallard_plugin.py.
+It runs in the `airflow scheduler` process when the executor is the LocalExecutor (the listener,
+registered by plugins/mallard_plugin.py), and in an `airflow celery worker` before it forks its
+pool, whose processes fork the tasks (celery_worker.py). `MALLARD_PRELOAD_TASK_LIBRARIES=false`
+turns both off.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def is_wanted(component: Any, argv: list[str], executor: str, setting: str | Non
     """True for the job of an `airflow scheduler` process whose executor forks tasks from it, unless
     turned off. Not in its task processes: they keep the scheduler's argv, but their component is
     the task runner, not a Job."""
-    if (setting or "").strip().lower() in ("0", "false", "no", "off"):
+    if is_turned_off(setting):
         return False
     return type(component).__name__ == "Job" and argv[1:2] == ["scheduler"] and "LocalExecutor" in executor
 
@@ -160,18 +161,31 @@ def on_starting(component: Any) -> None:
     from airflow.configuration import conf
 
     executor = conf.get("core", "executor", fallback="")
-    if not is_wanted(component, sys.argv, executor, os.environ.get(PRELOAD_ENV)):
-        return
+    if is_wanted(component, sys.argv, executor, os.environ.get(PRELOAD_ENV)):
+        preload_for_task_processes("the LocalExecutor's")
+
+
+def is_turned_off(setting: str | None) -> bool:
+    """`MALLARD_PRELOAD_TASK_LIBRARIES` says no preload."""
+    return (setting or "").strip().lower() in ("0", "false", "no", "off")
+
+
+def preload_for_task_processes(whose: str) -> None:
+    """Everything the task processes forked from this process use: libraries, project modules, parses.
+
+    `whose` names the forking process in the log line ("the LocalExecutor's", "the Celery worker's").
+    """
     started = time.perf_counter()
     loaded = preload()
     files = preload_project()
     parses = preload_project_files() if files > 0 else 0
     manifest = files > 0 and preload_project_manifest()
     log.info(
-        "Mallard: %d task libraries and %d project files imported for the LocalExecutor's task processes, "
+        "Mallard: %d task libraries and %d project files imported for %s task processes, "
         "%d project files parsed, the dbt manifest %s, in %.1f s (%s=false: off)",
         len(loaded),
         files,
+        whose,
         parses,
         "parsed" if manifest else "not parsed",
         time.perf_counter() - started,

@@ -75,6 +75,7 @@ def test_everything_the_project_imports_is_installed_by_the_image():
         "sqlalchemy": "apache-airflow",  # Airflow's own ORM
         "starlette": "apache-airflow",  # under FastAPI, which the api-server runs on
         "psycopg2": "psycopg2-binary",  # dlt's postgres destination and the server warehouse
+        "celery": "celery",  # the Celery worker's preload (celery_worker.py); the provider needs it too
     }
     third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
     unknown = third_party - provided_by.keys()

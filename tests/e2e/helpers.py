@@ -165,3 +165,11 @@ def demo_project_with_spend_freshness(project: Path) -> Path:
     command = [sys.executable, "-m", "include.mallard.cli", "manifest", "--dbt-project-dir", str(project)]
     subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True)
     return project
+
+
+def maps_duckdb(pid: int) -> bool:
+    """The process has DuckDB's extension module mapped: something in it imported duckdb."""
+    try:
+        return "_duckdb.cpython" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # exited meanwhile
+        return False

@@ -29,6 +29,7 @@ import psycopg2
 import pytest
 
 from scripts.airflow_stack import (
+    WORKER_PREFIX,
     AirflowStack,
     StackConfig,
     celery_stack_unavailable,
@@ -45,6 +46,7 @@ from tests.e2e.airflow_api import (
     wait_for_run,
     wait_until_running_on_a_worker,
 )
+from tests.e2e.helpers import maps_duckdb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
 
@@ -143,6 +145,26 @@ def test_parallel_tasks_run_on_both_workers_each_with_its_own_storage(stack: Air
             if (stack.worker_dir(name) / "work" / FAN_OUT / run_id / task_id).exists()
         }
         assert found == {workers[ti["hostname"]]}, task_id
+
+
+def test_each_worker_forks_its_task_processes_with_dlt_and_dbt_imported(stack: AirflowStack, api: Api):
+    """The stack names Mallard's Celery settings (include/mallard/celery_worker.py): each worker
+    imports the task libraries and Mallard's modules before it starts its pool, so its pool
+    processes, which fork the task processes, already have DuckDB loaded. Without them nothing in a
+    pool process imports it (tasks import it in their own processes)."""
+    workers = [component for component in stack.components if component.name.startswith(WORKER_PREFIX)]
+    assert len(workers) == 2  # before the next test kills one
+    for worker in workers:
+        log = worker.log_path.read_text(errors="replace")[worker.log_offset :]
+        assert "project files imported for the Celery worker's task processes" in log, log[-3000:]
+        children = [info for info in stack_processes([worker.info.pid]).values() if info.ppid == worker.info.pid]
+        # Its pool: the last children it started (Airflow starts a bundle-cleanup helper before Celery).
+        started = sorted(children, key=lambda info: info.start_time)
+        pool = [info.pid for info in started[-stack.config.worker_concurrency :]]
+        assert len(pool) == stack.config.worker_concurrency, f"{worker.name}'s children: {children}"
+        assert maps_duckdb(worker.info.pid)
+        without = [pid for pid in pool if not maps_duckdb(pid)]
+        assert not without, f"{worker.name}'s pool processes without DuckDB imported: {without} of {pool}"
 
 
 def test_a_task_of_a_killed_worker_is_retried_on_the_other_worker(stack: AirflowStack, api: Api):

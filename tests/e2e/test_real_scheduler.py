@@ -40,6 +40,7 @@ from tests.e2e.airflow_api import (
     wait_for_dag,
     wait_for_run,
 )
+from tests.e2e.helpers import maps_duckdb
 
 pytestmark = pytest.mark.e2e
 
@@ -275,14 +276,6 @@ def test_reprocessing_backfilled_days_reloads_them_exactly(stack: AirflowStack):
     assert sum(text.count(LOCK_ERROR_TEXT) for text in logs) == 0
 
 
-def _maps_duckdb(pid: int) -> bool:
-    """The process has DuckDB's extension module mapped: something in it imported duckdb."""
-    try:
-        return "_duckdb.cpython" in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:  # exited meanwhile
-        return False
-
-
 def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack: AirflowStack):
     """worker_preload imports the task libraries into the scheduler before the LocalExecutor forks
     its workers (the processes that fork each task): the workers already have DuckDB loaded, and
@@ -297,8 +290,8 @@ def test_the_local_executors_task_processes_fork_with_dlt_and_dbt_imported(stack
     processes = stack_processes([scheduler.info.pid])
     workers = [pid for pid, info in processes.items() if info.ppid == scheduler.info.pid]
     assert workers, f"no child process of the scheduler ({scheduler.info.pid}): is the executor the LocalExecutor?"
-    assert _maps_duckdb(scheduler.info.pid)
-    without = [pid for pid in workers if not _maps_duckdb(pid)]
+    assert maps_duckdb(scheduler.info.pid)
+    without = [pid for pid in workers if not maps_duckdb(pid)]
     assert not without, f"scheduler children without DuckDB imported: {without} of {workers}"
     # The model and test tasks of the runs so far took that parse instead of reading the file.
     taken = "since the scheduler parsed it, was not read again"

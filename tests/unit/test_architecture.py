@@ -21,6 +21,7 @@ LAYERS = [
         "interval",
         "edges",
         "worker_preload",
+        "celery_worker",
         "dbt_files",
         "cosmos_signatures",
         "cosmos_manifest",

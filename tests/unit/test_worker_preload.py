@@ -182,3 +182,33 @@ def test_a_task_process_checks_its_project_files_before_it_parses(monkeypatch):
     monkeypatch.setattr(worker_preload, "drop_stale_project_modules", lambda: checked.append("checked") or [])
     worker_preload.on_starting(TaskRunnerMarker())
     assert checked == ["checked"]
+
+
+@pytest.mark.parametrize(("setting", "preloads"), [(None, True), ("false", False)])
+def test_a_celery_worker_preloads_before_its_pool_starts_unless_turned_off(setting, preloads):
+    """The stack's `[celery] celery_config_options` (include/mallard/celery_worker.py): Airflow's own
+    settings, and a `worker_init` receiver that preloads as the scheduler does for the LocalExecutor.
+    That the workers' pool processes then have DuckDB loaded is tests/e2e/test_celery_stack.py's."""
+    script = """
+import json, sys
+from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+from celery.signals import worker_init
+from include.mallard import celery_worker
+worker_init.send(sender=None)
+print(json.dumps({
+    "airflows_settings": celery_worker.CELERY_CONFIG is DEFAULT_CELERY_CONFIG,
+    "imported": [name for name in ("dlt", "dbt.cli.main", "include.mallard.factory") if name in sys.modules],
+}))
+"""
+    env = {key: value for key, value in os.environ.items() if key != worker_preload.PRELOAD_ENV}
+    if setting is not None:
+        env[worker_preload.PRELOAD_ENV] = setting
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["airflows_settings"]
+    expected = ["dlt", "dbt.cli.main", "include.mallard.factory"] if preloads else []
+    assert report["imported"] == expected
+    assert ("imported for the Celery worker's task processes" in result.stdout + result.stderr) == preloads
