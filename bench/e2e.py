@@ -636,7 +636,7 @@ def runs_on_a_stack(
     """
     measured: list[dict[str, Any]] = []
     with Stack(root, workload.dags_dir, extra_env={**workload.env, **(extra_env or {})}) as stack:
-        scheduler_pss = _scheduler_pss_mb(stack)
+        scheduler_pss = components_pss_mb(stack, "scheduler")
         for number in range(runs):
             # A logical date of its own per run; the interval (conf) is the same: a rerun.
             logical_date = dt.datetime.combine(end, dt.time(), dt.UTC) + dt.timedelta(minutes=number)
@@ -656,16 +656,16 @@ def _pss_mb(pid: int) -> float:
     return 0.0
 
 
-def _scheduler_pss_mb(stack: Stack) -> float:
-    """The PSS of the scheduler and of its child processes, summed (MB)."""
+def components_pss_mb(stack: Stack, name_prefix: str) -> float:
+    """The PSS of the stack's components whose name starts with `name_prefix` and of their child
+    processes (a scheduler's LocalExecutor workers, a Celery worker's pool), summed (MB)."""
     from scripts.airflow_stack import stack_processes
 
-    scheduler = next(component for component in stack.stack.components if component.name == "scheduler")
-    family = [
-        pid
-        for pid, info in stack_processes([scheduler.info.pid]).items()
-        if pid == scheduler.info.pid or info.ppid == scheduler.info.pid
-    ]
+    family = []
+    for component in stack.stack.components:
+        if component.name.startswith(name_prefix):
+            root = component.info.pid
+            family += [pid for pid, info in stack_processes([root]).items() if root in (pid, info.ppid)]
     return round(sum(_pss_mb(pid) for pid in family), 1)
 
 

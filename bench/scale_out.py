@@ -11,7 +11,9 @@ turn, and runs `POST /api/v2/backfills` over the same --days daily runs:
 2. CeleryExecutor with 1 worker + the PostgreSQL warehouse (MALLARD_ENV=prod);
 3. CeleryExecutor with 2 workers + the PostgreSQL warehouse.
 
-Each is timed from the POST to the last run's end_date; the task seconds by kind, the busy time
+Each is timed from the POST to the last run's end_date, and the PSS of the processes that fork the
+tasks (the scheduler and its LocalExecutor workers; the Celery workers and their pools) is read
+once the stack is ready, before any task ran; the task seconds by kind, the busy time
 (union of task spans) and the gaps come from the task instances (bench.e2e.time_breakdown). The
 raw and mart tables of the three must hold the same rows (tests/e2e/warehouse_digests.py), or the
 benchmark fails. Result: bench/results/scale_out.json.
@@ -38,7 +40,8 @@ from typing import Any
 import yaml
 
 from bench.common import prepare_environment, print_rows, ratio, report_written, write_result
-from bench.e2e import Stack, Workload, build_workload
+from bench.e2e import Stack, Workload, build_workload, components_pss_mb
+from scripts.airflow_stack import WORKER_PREFIX
 
 EXTRA_SOURCES = {"shop_east": 101, "shop_west": 202, "shop_north": 303}  # name -> seed
 FIRST_DAY = dt.date(2024, 1, 10)
@@ -81,11 +84,15 @@ def run_deployment(root: Path, workload: Workload, name: str, spec: dict[str, An
     folder = root / "deployments" / name.replace(" ", "_").replace("+", "").replace("#", "").replace(",", "")
     env = {**workload.env, **spec["env"]}
     with Stack(folder, workload.dags_dir, executor=spec["executor"], workers=spec["workers"], extra_env=env) as stack:
+        # What the processes that fork the tasks hold before any task ran (a preload's memory).
+        forking = "scheduler" if spec["executor"] == "local" else WORKER_PREFIX
+        pss_before_runs = components_pss_mb(stack, forking)
         result = stack.backfill(FIRST_DAY, days)
+        result["forking_processes_pss_mb_before_runs"] = {forking: pss_before_runs}
         hosts = sorted({ti["hostname"] for run in result["run_ids"] for ti in stack.task_instances(run)})
         result["hostnames"] = hosts
         result["digests"] = digests(stack, spec["executor"])
-    print(f"  {days} runs in {result['post_to_last_end_seconds']:.0f} s on {hosts}", flush=True)
+    print(f"  {days} runs in {result['post_to_last_end_seconds']:.0f} s on {hosts}; PSS before: {pss_before_runs} MB")
     return result
 
 
@@ -123,7 +130,7 @@ def main() -> int:
     took = {name: result["post_to_last_end_seconds"] for name, result in results.items()}
     print_rows(
         f"{args.days}-day backfill, {sources} sources (POST to last end; ratio to {baseline_name})",
-        ("deployment", "seconds", "ratio", "busy s", "gaps s", "hosts"),
+        ("deployment", "seconds", "ratio", "busy s", "gaps s", "hosts", "forking PSS MB"),
         [
             (
                 name,
@@ -132,6 +139,7 @@ def main() -> int:
                 result["busy_seconds"],
                 result["scheduling_gap_seconds"],
                 len(result["hostnames"]),
+                next(iter(result["forking_processes_pss_mb_before_runs"].values())),
             )
             for name, result in results.items()
         ],
