@@ -1,7 +1,8 @@
 """Celery settings for Mallard: Airflow's own, and a worker that preloads what Mallard's tasks import.
 
-`[celery] celery_config_options` names `CELERY_CONFIG` (scripts/airflow_stack.py, the Dockerfile),
-so every process that creates Airflow's Celery app imports this module. An `airflow celery worker`
+`[celery] celery_config_options` names `CELERY_CONFIG` (set by scripts/airflow_stack.py; elsewhere
+by the deployment, docs/scale-out.md: the Dockerfile leaves Celery's settings to the platform), so
+every process that creates Airflow's Celery app imports this module. An `airflow celery worker`
 forks its pool processes once it has started, and each pool process forks a process per task
 (Airflow's supervisor): what the worker imports before its pool starts is in every task process.
 Without it each extract and load task imported dlt, and each dbt task dbt, as the LocalExecutor's

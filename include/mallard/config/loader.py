@@ -239,18 +239,17 @@ def checked_source_files(sources_dir: Path) -> list[Path]:
     An empty folder is an error rather than a DAG without sources: dbt would rebuild the marts
     from stale raw tables and report success (say, a mistyped MALLARD_SOURCES_DIR).
     """
-    note = env_note(sources_dir, SOURCES_DIR_ENV)
+    exists = sources_dir.is_dir()
+    if exists and (files := source_files(sources_dir)):
+        return files
+    note = env_note(sources_dir, SOURCES_DIR_ENV)  # only for the error: every DAG parse comes here
     elsewhere = f", or set {SOURCES_DIR_ENV} to their folder" if note else ""
-    if not sources_dir.is_dir():
+    if not exists:
         fix = f"create it and add a source YAML file{elsewhere}"
         raise ConfigError([ConfigProblem(sources_dir, "(folder)", f"does not exist{note}", fix)])
-    files = source_files(sources_dir)
-    if not files:
-        suffixes = " or ".join(f"*{suffix}" for suffix in sorted(CONFIG_SUFFIXES, reverse=True))
-        message = f"holds no source file ({suffixes}){note}"
-        fix = f"add a source YAML file (`mallard add source` writes one){elsewhere}"
-        raise ConfigError([ConfigProblem(sources_dir, "(folder)", message, fix)])
-    return files
+    suffixes = " or ".join(f"*{suffix}" for suffix in sorted(CONFIG_SUFFIXES, reverse=True))
+    fix = f"add a source YAML file (`mallard add source` writes one){elsewhere}"
+    raise ConfigError([ConfigProblem(sources_dir, "(folder)", f"holds no source file ({suffixes}){note}", fix)])
 
 
 def load_sources(
