@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -81,7 +82,7 @@ def celery_preload_pairs(pairs: int) -> list[tuple[str, dict[str, Any]]]:
 
 def run_deployment(root: Path, workload: Workload, name: str, spec: dict[str, Any], days: int) -> dict[str, Any]:
     print(f"\n== {name}", flush=True)
-    folder = root / "deployments" / name.replace(" ", "_").replace("+", "").replace("#", "").replace(",", "")
+    folder = root / "deployments" / re.sub(r"\W+", "_", name)
     env = {**workload.env, **spec["env"]}
     with Stack(folder, workload.dags_dir, executor=spec["executor"], workers=spec["workers"], extra_env=env) as stack:
         # What the processes that fork the tasks hold before any task ran (a preload's memory).
