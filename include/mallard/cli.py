@@ -50,6 +50,7 @@ def validate(
 ) -> None:
     """Check every source config, mallard.yml and the dbt profile; print each problem with its file, field and fix."""
     from include.mallard.config import ConfigError, load_sources
+    from include.mallard.config.loader import all_disabled_warning
     from include.mallard.config.project import settings_problems
     from include.mallard.dbt_project import DbtProjectError, check_profile
     from include.mallard.secrets import reference_issues
@@ -63,6 +64,8 @@ def validate(
     for source in sources:
         state = "" if source.enabled else " (disabled)"
         typer.echo(f"ok  {source.name:<24} {source.kind:<12} -> {source.dataset_name}{state}")
+    if warning := all_disabled_warning(sources, sources_dir):
+        typer.echo(f"warn {warning}")
     # mallard.yml and the dbt profile, which the DAG parse checks too.
     problems = [str(problem) for problem in settings_problems(sources_dir)]
     if not problems:

@@ -33,6 +33,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, TriggerRule, 
 from include.mallard import tasks
 from include.mallard.assets import declared_raw_tables, source_alias_name, source_outlets
 from include.mallard.config import SourceConfig
+from include.mallard.config.loader import all_disabled_warning
 from include.mallard.config.project import (
     InvalidSourceFile,
     ProjectSettings,
@@ -136,11 +137,14 @@ def invalid_source_task(invalid: InvalidSourceFile, taken: set[str]) -> PythonOp
 
 def _dag_doc(
     sources: list[SourceConfig],
-    invalid: list[InvalidSourceFile],
+    files: SourceFiles,
+    sources_dir: Path,
     settings: ProjectSettings,
     warehouse: Warehouse,
     dbt_project_dir: Path,
 ) -> str:
+    invalid = files.invalid
+    every_source = [item.source for item in files.valid]
     lines = [
         "# Mallard ELT",
         "",
@@ -179,6 +183,8 @@ def _dag_doc(
     if invalid:
         lines += ["", "## Source files that could not be read (their `ingest_` task fails; dbt does not run)", ""]
         lines += [f"- {problem}" for item in invalid for problem in item.problems]
+    elif warning := all_disabled_warning(every_source, sources_dir):
+        lines += ["", "## No source loads in this DAG", "", f"**Warning:** {warning}."]
     return "\n".join(lines)
 
 
@@ -261,7 +267,7 @@ def build_elt_dag(
     elt_sources, _ = split_by_schedule(files.enabled(), settings.schedule)
     earliest, earliest_setting = settings.start_date, settings.start_setting()
     warehouse = active_warehouse(settings)
-    doc = _dag_doc([item.source for item in elt_sources], files.invalid, settings, warehouse, dbt_project_dir)
+    doc = _dag_doc([item.source for item in elt_sources], files, sources_dir, settings, warehouse, dbt_project_dir)
     with _new_dag(dag_id, settings.schedule, earliest, earliest_setting, list(tags), doc) as dag:
         ingestion: list[Any] = [
             build_ingestion_group(

@@ -121,3 +121,42 @@ def test_a_sources_folder_without_source_files_stops_the_dag(tmp_path: Path, mon
 
     (empty / "shop.yml").write_bytes((INCLUDE_DIR / "sources" / "shop.yml").read_bytes())
     assert [source.name for source in load_sources(empty)] == ["shop"]
+
+
+def test_a_project_whose_sources_are_all_disabled_says_so(tmp_path: Path):
+    # Every source `enabled: false` builds a DAG with no ingestion whose dbt run rebuilds the marts
+    # from old raw tables. It may be meant (dbt alone), so validate, doctor and the DAG doc warn.
+    from typer.testing import CliRunner
+
+    from include.mallard.cli import app
+    from include.mallard.first_hour.doctor import check_sources
+
+    sources = tmp_path / "sources"
+    shutil.copytree(INCLUDE_DIR / "sources", sources)
+    names = sorted(path.stem for path in sources.glob("*.yml"))
+    for path in sources.glob("*.yml"):
+        path.write_text(path.read_text() + "\nenabled: false\n")
+
+    def warnings() -> dict[str, str]:
+        validated = CliRunner().invoke(app, ["validate", "--sources-dir", str(sources), "--no-check-references"])
+        assert validated.exit_code == 0, validated.output
+        doctor_detail = check_sources(sources)[0].detail
+        dag = build_dags(sources_dir=sources)["mallard_elt"]
+        return {
+            "ingestion groups": " ".join(group for group in dag.task_group.children if group.startswith("ingest_")),
+            "validate": "\n".join(line for line in validated.output.splitlines() if line.startswith("warn ")),
+            "doctor": doctor_detail,
+            "dag doc": dag.doc_md.partition("## No source loads in this DAG")[2],
+        }
+
+    found = warnings()
+    assert found.pop("ingestion groups") == ""
+    for where, text in found.items():
+        assert f"every source in {sources} is disabled (`enabled: false`: {', '.join(names)})" in text, where
+        assert "the ELT DAG loads nothing" in text and "set `enabled: true`" in text, where
+
+    shop = sources / "shop.yml"
+    shop.write_text(shop.read_text().replace("\nenabled: false\n", "\n"))
+    found = warnings()
+    assert found.pop("ingestion groups") == "ingest_shop"
+    assert not any("is disabled" in text for text in found.values()), found

@@ -285,6 +285,23 @@ def load_sources(
     return [s for s in sources if include_disabled or s.enabled]
 
 
+def all_disabled_warning(sources: list[SourceConfig], sources_dir: Path) -> str | None:
+    """A warning when sources exist and every one is `enabled: false`, else None.
+
+    The ELT DAG then has no ingestion task, and each run rebuilds the marts from the raw tables
+    loaded earlier: a run that succeeds on stale data. It may be meant (dbt alone), so it is said
+    rather than refused.
+    """
+    if not sources or any(source.enabled for source in sources):
+        return None
+    names = ", ".join(sorted(source.name for source in sources))
+    return (
+        f"every source in {sources_dir} is disabled (`enabled: false`: {names}): the ELT DAG loads nothing, and "
+        "each run rebuilds the marts from the raw tables loaded earlier. Fix: set `enabled: true` in the sources "
+        "to load (or leave it, if dbt is meant to run alone)"
+    )
+
+
 def get_source(sources_dir: Path, name: str) -> SourceConfig:
     """The config of one source, read again at task run time."""
     for source in load_sources(sources_dir, include_disabled=True):

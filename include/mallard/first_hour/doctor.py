@@ -150,13 +150,17 @@ def check_pool() -> Check:
 
 def check_sources(sources_dir: Path) -> list[Check]:
     from include.mallard.config import ConfigError, load_sources
+    from include.mallard.config.loader import all_disabled_warning
     from include.mallard.secrets import reference_issues
 
     try:
         sources = load_sources(sources_dir, include_disabled=True)
     except ConfigError as error:
         return [_failed("source configs", str(error), "fix the fields named above (docs/sources.md)")]
-    checks = [_passed("source configs", f"{len(sources)} in {sources_dir} validate")]
+    detail = f"{len(sources)} in {sources_dir} validate"
+    if warning := all_disabled_warning(sources, sources_dir):
+        detail += f"; {warning}"
+    checks = [_passed("source configs", detail)]
     issues = [f"{s.name}: {i.field}: {i.message} (fix: {i.fix})" for s in sources for i in reference_issues(s)]
     if issues:
         checks.append(_failed("env vars and connections", "; ".join(issues), "set them, or fix the names in the files"))
