@@ -1,7 +1,8 @@
 """CSV ingestion throughput: Mallard's `files` source vs DuckDB loading the same file natively.
 
     python bench/ingest.py [--rows 3000000] [--repeat 2] [--compare-readers] [--compare-full-refresh]
-                           [--profile] [--airflow-variables] [--data-dir DIR] [--keep]
+                           [--also-memory-limit LIMIT ...] [--profile] [--airflow-variables]
+                           [--data-dir DIR] [--keep]
 
 Generates a CSV of --rows rows and 8 typed columns (bench/files_ingestion.py), then measures,
 each in a new process and interleaved so that all see the same machine load:
@@ -24,7 +25,9 @@ each in a new process and interleaved so that all see the same machine load:
   the warehouse inside dlt could reach (again a bound, not a target);
 - with --compare-readers: the CSV readers files.py used before (see READER_VARIANTS), to show
   what each change bought; with --compare-full-refresh: the refresh through dlt's
-  insert-from-staging (a staging schema, then a second copy), which Mallard used before.
+  insert-from-staging (a staging schema, then a second copy), which Mallard used before; with
+  --also-memory-limit 128MiB: replace and append again with MALLARD_DUCKDB_MEMORY_LIMIT=128MiB
+  instead of the limit Mallard sizes (64 MiB for this narrow table), to show what memory buys.
 
 Reports rows/s and the ratio Mallard / DuckDB, each against its own baseline (target >= 0.7).
 Results: bench/results/ingest.json (bench/results/ingest_with_airflow_variables.json with
@@ -44,7 +47,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.common import (
     RESULTS_DIR,
@@ -57,8 +60,21 @@ from bench.common import (
     write_result,
 )
 from bench.files_ingestion import CSV_COLUMNS, READER_VARIANTS, csv_for, run_child
+from include.mallard.ingest import MEMORY_LIMIT_ENV
 
 TARGET_RATIO = 0.7
+
+
+class Measurement(NamedTuple):
+    """One row of the plan: what a child process measures, and the row its ratio is taken against."""
+
+    label: str
+    what: str  # run_child's `what`
+    variant: str = "current"
+    disposition: str | None = None
+    over: Path | None = None  # the warehouse a refresh starts from
+    baseline: str = "duckdb_native"
+    extra_env: dict[str, str] = {}  # never mutated: `env | extra_env` makes a new dict
 
 
 def _summary(runs: list[dict[str, Any]], rows: int) -> dict[str, Any]:
@@ -89,6 +105,13 @@ def main() -> int:
     parser.add_argument(
         "--compare-full-refresh", action="store_true", help="also time the refresh through dlt's insert-from-staging"
     )
+    parser.add_argument(
+        "--also-memory-limit",
+        action="append",
+        default=[],
+        metavar="LIMIT",
+        help=f"also time replace and append with {MEMORY_LIMIT_ENV}=LIMIT (e.g. 128MiB; repeatable)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one Mallard run (top functions printed)")
     parser.add_argument("--airflow-variables", action="store_true", help="keep dlt's Airflow Variables provider on")
     parser.add_argument("--data-dir", type=Path, help="where the CSV is written (kept and reused); default: temp")
@@ -110,54 +133,66 @@ def main() -> int:
         run_child(what, csv_path, root, env, variant=variant)
         before[f"{what}_{variant}"] = root / ("native.duckdb" if what == "native" else "warehouse.duckdb")
 
-    # (label, what, variant, write disposition, warehouse to start from, baseline label)
     plan = [
-        ("duckdb_native", "native", "current", None, None, "duckdb_native"),
-        ("mallard_replace", "mallard", "current", None, None, "duckdb_native"),
-        ("mallard_append", "mallard", "current", "append", None, "duckdb_native"),
-        ("duckdb_two_step_floor", "two_step", "current", None, None, "duckdb_native"),
-        ("dlt_direct_load_bound", "dlt_direct", "current", None, None, "duckdb_native"),
-        ("duckdb_native_refresh", "native", "current", None, before["native_current"], "duckdb_native_refresh"),
-        ("mallard_refresh", "mallard", "current", None, before["mallard_current"], "duckdb_native_refresh"),
+        Measurement("duckdb_native", "native"),
+        Measurement("mallard_replace", "mallard"),
+        Measurement("mallard_append", "mallard", disposition="append"),
+        Measurement("duckdb_two_step_floor", "two_step"),
+        Measurement("dlt_direct_load_bound", "dlt_direct"),
+        Measurement("duckdb_native_refresh", "native", over=before["native_current"], baseline="duckdb_native_refresh"),
+        Measurement("mallard_refresh", "mallard", over=before["mallard_current"], baseline="duckdb_native_refresh"),
     ]
     if args.compare_full_refresh:
         plan.append(
-            (
+            Measurement(
                 "mallard_refresh__dlt_staging_copy",
                 "mallard",
-                "dlt_staging_copy",
-                None,
-                before["mallard_dlt_staging_copy"],
-                "duckdb_native_refresh",
+                variant="dlt_staging_copy",
+                over=before["mallard_dlt_staging_copy"],
+                baseline="duckdb_native_refresh",
             )
         )
     if args.compare_readers:
         plan += [
-            (f"mallard_replace__{variant}", "mallard", variant, None, None, "duckdb_native")
+            Measurement(f"mallard_replace__{variant}", "mallard", variant=variant)
             for variant in READER_VARIANTS
             if variant not in ("current", "dlt_staging_copy")
         ]
-    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in plan}
+    for limit in args.also_memory_limit:
+        limit_env = {MEMORY_LIMIT_ENV: limit}
+        plan += [
+            Measurement(f"mallard_replace__memory_limit_{limit}", "mallard", extra_env=limit_env),
+            Measurement(f"mallard_append__memory_limit_{limit}", "mallard", disposition="append", extra_env=limit_env),
+        ]
+    runs: dict[str, list[dict[str, Any]]] = {step.label: [] for step in plan}
     for attempt in range(args.repeat):
-        for label, what, variant, disposition, over, _ in plan:
-            print(f"run {attempt + 1}/{args.repeat}: {label} ...", flush=True)
+        for step in plan:
+            print(f"run {attempt + 1}/{args.repeat}: {step.label} ...", flush=True)
             result = run_child(
-                what, csv_path, scratch / label, env, variant=variant, write_disposition=disposition, over=over
+                step.what,
+                csv_path,
+                scratch / step.label,
+                env | step.extra_env,
+                variant=step.variant,
+                write_disposition=step.disposition,
+                over=step.over,
             )
             if result["rows"] != args.rows:
-                raise RuntimeError(f"{label} loaded {result['rows']} rows, expected {args.rows}")
-            runs[label].append(result)
-            shutil.rmtree(scratch / label, ignore_errors=True)  # a warehouse per run: keep the disk small
+                raise RuntimeError(f"{step.label} loaded {result['rows']} rows, expected {args.rows}")
+            runs[step.label].append(result)
+            shutil.rmtree(scratch / step.label, ignore_errors=True)  # a warehouse per run: keep the disk small
 
     summaries = {label: _summary(label_runs, args.rows) for label, label_runs in runs.items()}
     rows_table = []
-    for label, *_, baseline in plan:
-        summary = summaries[label]
-        summary["baseline"] = baseline
-        summary["ratio_to_duckdb_native"] = ratio(summary["rows_per_second"], summaries[baseline]["rows_per_second"])
+    for step in plan:
+        summary = summaries[step.label]
+        summary["baseline"] = step.baseline
+        summary["ratio_to_duckdb_native"] = ratio(
+            summary["rows_per_second"], summaries[step.baseline]["rows_per_second"]
+        )
         rows_table.append(
             (
-                label,
+                step.label,
                 f"{summary['seconds']:.2f}",
                 f"{summary.get('extract_normalize_seconds', '-')}",
                 f"{summary.get('load_seconds', '-')}",
