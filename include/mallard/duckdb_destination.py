@@ -8,7 +8,8 @@ one transaction. So here a `replace` table loads into `<table>~swap` beside it (
 with the table's columns and NOT NULL constraints once the schema is migrated, before any file
 is copied), and a follow-up job swaps it in: `DROP TABLE <table>; ALTER TABLE "<table>~swap"
 RENAME TO <table>` in one transaction. A failed load never reaches the swap, so readers keep
-the previous table whole; the next load starts a new swap table. Merge and append are dlt's.
+the previous table whole; the next load starts a new swap table. Append is dlt's; merge is dlt's
+after the staged rows older than the table's are dropped (merge_jobs.py).
 
 The client also sizes DuckDB's `memory_limit` for the load from the widest table it loads
 (`memory_limit_for`), unless MALLARD_DUCKDB_MEMORY_LIMIT sets it: DuckDB keeps the blocks a load
@@ -39,6 +40,7 @@ from dlt.destinations.job_impl import FollowupJobRequestImpl
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.destinations.sql_jobs import SqlFollowupJob
 
+from include.mallard.merge_jobs import newest_version_merge_jobs
 from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -242,6 +244,9 @@ class SwapReplaceDuckDbClient(DuckDbClient):
                 f"{file_format} ({file_path}): leave the resource's file format to Mallard (Parquet)"
             )
         return SwapTableCopyJob(file_path)
+
+    def _create_merge_followup_jobs(self, table_chain: Sequence[PreparedTableSchema]) -> list[FollowupJobRequestImpl]:
+        return newest_version_merge_jobs(table_chain, self.sql_client)  # an older version never replaces a row
 
     def _create_replace_followup_jobs(self, table_chain: Sequence[PreparedTableSchema]) -> list[FollowupJobRequestImpl]:
         if not self._swaps(table_chain[0]["name"]):

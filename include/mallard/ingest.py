@@ -77,8 +77,6 @@ def staging_dataset_name(source: SourceConfig) -> str:
 
 def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
     """dlt's destination for `warehouse`, where it is (for logs), and its (namespace, catalog) for Asset URIs."""
-    import dlt
-
     from include.mallard.assets import duckdb_location, postgres_location
 
     # A failed full refresh leaves the previous table readable: on PostgreSQL dlt loads it into a
@@ -90,7 +88,9 @@ def _destination(warehouse: Warehouse) -> tuple[Any, str, tuple[str, str]]:
 
         found = check_reachable(warehouse)
         # dlt's own default for postgres, `insert_values` (Parquet needs the ADBC driver).
-        destination = dlt.destinations.postgres(credentials=found.uri(), **staging)
+        from include.mallard.merge_jobs import postgres_newest_wins
+
+        destination = postgres_newest_wins(credentials=found.uri(), **staging)
         return destination, f"postgres {found.where()}", postgres_location(found.host, found.port, found.database)
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 

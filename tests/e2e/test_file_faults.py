@@ -13,6 +13,8 @@ import gzip
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -234,6 +236,121 @@ def test_a_truncated_parquet_file_fails_naming_source_and_file(runner):
     _fails_and_keeps(runner, source, "b.parquet", "is not a readable Parquet file")
 
 
+# --- what DuckDB's sniffer must not guess ---------------------------------------------------------
+
+
+def test_a_row_starting_with_a_hash_is_a_row_not_a_comment(runner):
+    # The sniffer took "#" for a comment character and dropped the row, reporting success.
+    runner.put("items.csv", "id,qty\n1,5\n2,7\n#3,9\n4,1\n")
+    assert runner.run(runner.source("{name: items, glob: '*.csv'}")) == {"items": 4}
+    assert runner.query("select id, qty from raw_faults.items order by qty") == [
+        ("4", 1),
+        ("1", 5),
+        ("2", 7),
+        ("#3", 9),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # The sniffer skipped the header as a preamble and took row 1 for the header: two rows lost.
+        ("id,name,qty\n1,a,3,x\n2,b,4,y\n", "line 2 has 4 fields, the header has 3"),
+        ("exported 2024-01-02\nid,name,qty\n1,a,3\n", "line 2 has 3 fields, the header has 1"),
+    ],
+    ids=["one field more on every row", "a line above the header"],
+)
+def test_lines_are_never_skipped_to_find_a_header(runner, content, expected):
+    _good_first_run(runner, "{name: items, glob: '*.csv'}")
+    runner.put("b.csv", content)
+    _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv'}"), "b.csv", expected)
+
+
+def test_only_iso_dates_are_typed_as_dates_so_no_file_guesses_the_day_month_order(runner):
+    # Sniffed per file, 01/02/2024 was 1 February beside a file whose 02/13/2024 shows month first.
+    runner.put("a.csv", "id,day\n1,02/13/2024\n")
+    runner.put("b.csv", "id,day\n2,01/02/2024\n")
+    runner.put("c.csv", "id,day\n3,03/04/2024\n")
+    source = runner.source("{name: items, glob: '*.csv'}")
+    runner.run(source)
+    assert runner.column_types("items")["day"] == "VARCHAR"
+    assert runner.query("select id, day from raw_faults.items order by id") == [
+        (1, "02/13/2024"),
+        (2, "01/02/2024"),
+        (3, "03/04/2024"),
+    ]
+    runner.put("iso.dates", "id,day\n1,2024-02-13\n2,2024-1-2\n")
+    runner.run(runner.source("{name: dates, glob: '*.dates', format: csv}"))
+    assert runner.column_types("dates")["day"] == "DATE"
+    assert runner.query("select id, day from raw_faults.dates order by id") == [
+        (1, dt.date(2024, 2, 13)),
+        (2, dt.date(2024, 1, 2)),
+    ]
+
+
+@pytest.mark.parametrize("cursor", ["changed_at", "changedAt"])
+def test_two_versions_of_a_row_in_one_interval_merge_to_the_newest(runner, cursor):
+    # dlt deduplicated the merge's rows on the key in no set order: the older version could win.
+    column = "changed_at"  # dlt's snake_case name of both
+    runner.put("a.csv", f"id,{cursor},v\n1,2024-01-01 09:00:00,old\n2,2024-01-01 08:00:00,only\n")
+    runner.put("b.csv", f"id,{cursor},v\n1,2024-01-01 12:00:00,new\n1,2024-01-01 10:00:00,between\n")
+    source = runner.source(f"{{name: items, glob: '*.csv', primary_key: id, cursor: '{cursor}'}}")
+    assert runner.run(source) == {"items": 4}
+    assert runner.query(f"select id, v, {column} from raw_faults.items order by id") == [
+        (1, "new", dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)),
+        (2, "only", dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)),
+    ]
+
+
+def test_rerunning_an_earlier_interval_never_brings_back_an_older_version(runner):
+    # Each run merged its slice whatever the table held: day 1 rerun after day 2 restored "old", and
+    # side-by-side backfill runs left whichever finished last.
+    runner.put(
+        "a.csv",
+        "id,changed_at,v\n1,2024-01-01 10:00:00,old\n2,2024-01-01 11:00:00,two\n1,2024-01-02 10:00:00,new\n",
+    )
+    source = runner.source("{name: items, glob: '*.csv', primary_key: id, cursor: changed_at}")
+    assert runner.run(source, day(2), day(3)) == {"items": 1}
+    assert runner.run(source, day(1), day(2)) == {"items": 2}
+    assert runner.query("select id, v from raw_faults.items order by id") == [(1, "new"), (2, "two")]
+
+    # The same version again, or a newer one, still replaces the row (a corrected export).
+    (runner.data / "a.csv").write_text("id,changed_at,v\n1,2024-01-02 10:00:00,fixed\n")
+    runner.run(source, day(2), day(3))
+    assert runner.query("select id, v from raw_faults.items order by id") == [(1, "fixed"), (2, "two")]
+
+
+READ_IN_ANOTHER_ZONE = """
+import datetime as dt, json, sys
+from pathlib import Path
+from include.mallard import ingest
+from include.mallard.config.loader import parse_source_file
+from include.mallard.interval import Interval
+source = parse_source_file(Path(sys.argv[1]))
+day = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+work_dir = ingest.run_work_dir("test_file_faults", "zone", source.name)
+ingest.extract(source, Interval(day, day + dt.timedelta(days=1)), work_dir)
+ingest.load(source, work_dir)
+"""
+
+
+def test_a_time_without_an_offset_beside_ones_with_offsets_is_utc_in_any_local_zone(runner):
+    # DuckDB read the time without an offset in the worker's local zone (5 hours off in New York).
+    runner.put("items.csv", "id,seen_at\n1,2024-01-01T10:00:00+02:00\n2,2024-01-01T10:00:00\n")
+    runner.source("{name: items, glob: '*.csv'}")  # writes faults.yml
+    environment = os.environ | {"TZ": "America/New_York"}  # DuckDB takes the local zone when it starts
+    subprocess.run(
+        [sys.executable, "-c", READ_IN_ANOTHER_ZONE, str(runner.root / "faults.yml")],
+        env=environment,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert runner.query("select id, seen_at from raw_faults.items order by id") == [
+        (1, dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)),
+        (2, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+    ]
+
+
 # --- null markers -------------------------------------------------------------------------------
 
 
@@ -319,3 +436,22 @@ def test_on_empty_ok_is_silent_and_keeps_the_rows(runner, caplog):
     assert runner.run(runner.source(table), day(2), day(3)) == {}
     assert runner.query("select id from raw_faults.items") == [(1,)]
     assert not [r for r in caplog.records if r.name == EMPTY_INPUT_LOGGER]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "file_format"),
+    [("b.csv", "id,_file_path\n2,orig\n", "csv"), ("b.jsonl", '{"id": 2, "_file_path": "orig"}\n', "jsonl")],
+)
+def test_a_file_with_its_own_file_path_column_fails_under_new_files_only(runner, name, content, file_format):
+    # new_files_only writes the file's path into `_file_path`: the file's own values were overwritten.
+    suffix = name.rsplit(".", 1)[1]
+    table = f"{{name: items, glob: '*.{suffix}', format: {file_format}, new_files_only: true}}"
+    first = "id,name\n1,a\n" if file_format == "csv" else '{"id": 1, "name": "a"}\n'
+    runner.put(f"a.{suffix}", first, modified=day(1))
+    runner.run(runner.source(table))
+    runner.put(name, content, modified=day(2))
+    before = runner.query("select id, _file_path from raw_faults.items order by all")
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source(table), day(2), day(3))
+    assert f"file {name} has a column _file_path, which new_files_only adds" in str(failure.value)
+    assert runner.query("select id, _file_path from raw_faults.items order by all") == before == [(1, f"a.{suffix}")]

@@ -584,6 +584,23 @@ def test_a_broken_jsonl_line_fails_naming_source_file_and_line_and_blank_lines_a
     assert runner.query("select id from raw_feed.items order by id") == [(1,), (2,)]
 
 
+@pytest.mark.parametrize(("line", "kind"), [("[1, 2]", "list"), ("5", "int"), ('"text"', "str"), ("null", "NoneType")])
+def test_a_jsonl_line_that_is_json_but_not_an_object_fails_naming_the_line(runner, tmp_path, line, kind):
+    # dlt loaded such a line as a row of null columns plus a `value` column (a list: a child table).
+    data = tmp_path / "feed"
+    _put(data, "1.jsonl", '{"id": 1, "name": "a"}\n', day(1))
+    table = "{name: items, glob: '*.jsonl', format: jsonl, primary_key: id}"
+    source = runner.source("feed", f"kind: files\npath: {data}\ntables:\n  - {table}\n")
+    runner.run(source, day(1), day(2))
+
+    _put(data, "2.jsonl", f'{{"id": 2, "name": "b"}}\n{line}\n', day(2))
+    with pytest.raises(Exception) as failure:
+        runner.run(source, day(2), day(3))
+    message = str(failure.value)
+    assert f"2.jsonl line 2 is JSON but not an object (a {kind})" in message, message
+    assert runner.query("select id from raw_feed.items order by id") == [(1,)]
+
+
 @pytest.mark.parametrize("contract", ["freeze", "discard_rows", "evolve"])
 def test_a_column_that_changes_type_follows_the_schema_contract(runner, tmp_path, contract):
     data = tmp_path / "feed"

@@ -27,7 +27,7 @@ LAYERS = [
         "cosmos_manifest",
         "parsed_files",
     },
-    {"config", "warehouse", "environment", "postgres_warehouse", "duckdb_destination", "dlt_steps"},
+    {"config", "warehouse", "environment", "postgres_warehouse", "merge_jobs", "duckdb_destination", "dlt_steps"},
     {"secrets", "dbt_project", "warehouse_report", "history", "history_queue", "snapshot", "alerts", "assets"},
     {
         "sources",

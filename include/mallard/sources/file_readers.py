@@ -29,6 +29,7 @@ CSV_BUFFER_BYTES = 3 << 20
 # drops without an error when it is longer than its buffer: Mallard checks that line itself.
 CSV_MAX_LINE_BYTES = 2 << 20
 JSONL_CHUNK_ROWS = 5_000
+ISO_DATE = "%Y-%m-%d"  # the one date form a CSV column is typed DATE from; others load as text
 SAMPLE_BYTES = 1 << 16
 # The delimiters a header is tried with when the configured one leaves it in one piece, as YAML.
 OTHER_DELIMITERS = {",": "','", ";": "';'", "\t": '"\\t"', "|": "'|'"}
@@ -232,6 +233,13 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
         "sep": layout.delimiter,
         "header": True,
         "quotechar": '"',  # else the sniffer may pick "no quote" and load an unclosed quote as text
+        # Else the sniffer may pick "#" as a comment and drop every row starting with it...
+        "comment": "",
+        # ...or skip the header as a preamble when each row has one field more, taking row 1 as the header.
+        "skiprows": 0,
+        # Dates only in ISO form: else DuckDB guesses the day/month order per file, and reads
+        # 01/02/2024 as 1 February in one file and 2 January beside 02/13/2024 in the next.
+        "date_format": ISO_DATE,
         "na_values": list(layout.null_values),
         "buffer_size": CSV_BUFFER_BYTES,
     }
@@ -244,6 +252,9 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
         )
     mixed = _ends_differ(item, head, tail)
     with duckdb.connect() as connection, ExitStack() as files:
+        # A time without an offset beside ones with offsets is read in the session's zone: UTC,
+        # as everywhere in Mallard, not the worker's local zone.
+        connection.execute("SET TimeZone = 'UTC'")
 
         def read(mixed_endings: bool) -> Any:
             if not mixed_endings:
@@ -283,12 +294,19 @@ def jsonl_rows(item: FileItemDict, source_name: str = "?") -> Iterator[list[dict
             if not line.strip():
                 continue
             try:
-                chunk.append(json.loadb(line))
+                row = json.loadb(line)
             except ValueError as error:
                 raise MalformedFileError(
                     f"source {source_name!r}: file {item['file_url']} line {number} is not a JSON object "
                     f"({error}); it starts with {line[:60]!r}. Fix or remove the file."
                 ) from error
+            if not isinstance(row, dict):  # dlt would load a list or a number as a row of made-up columns
+                raise MalformedFileError(
+                    f"source {source_name!r}: file {item['file_url']} line {number} is JSON but not an object "
+                    f"(a {type(row).__name__}); it starts with {line[:60]!r}. Each line must be one object "
+                    "({...}). Fix or remove the file."
+                )
+            chunk.append(row)
             if len(chunk) >= JSONL_CHUNK_ROWS:
                 yield chunk
                 chunk = []

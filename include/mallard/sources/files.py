@@ -25,7 +25,13 @@ from include.mallard.config import FilesSource, FileTable
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
 from include.mallard.sources.empty_input import apply_policy
-from include.mallard.sources.file_readers import CsvLayout, csv_batches, jsonl_rows, parquet_batches
+from include.mallard.sources.file_readers import (
+    CsvLayout,
+    MalformedFileError,
+    csv_batches,
+    jsonl_rows,
+    parquet_batches,
+)
 from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
 
 FILE_COLUMN = "_file_path"
@@ -45,7 +51,13 @@ def _read_one(item: FileItemDict, table: FileTable, layout: CsvLayout, source_na
     return parquet_batches(item, source_name)
 
 
-def _with_file_column(batch: Any, file_path: str) -> Any:
+def _with_file_column(batch: Any, file_path: str, source_name: str) -> Any:
+    has_it = any(FILE_COLUMN in row for row in batch) if isinstance(batch, list) else FILE_COLUMN in batch.schema.names
+    if has_it:  # it would be overwritten with the file's path
+        raise MalformedFileError(
+            f"source {source_name!r}: file {file_path} has a column {FILE_COLUMN}, which new_files_only adds "
+            "(the file each row came from). Fix: rename that column in the file, or drop new_files_only"
+        )
     if isinstance(batch, list):
         return [{**row, FILE_COLUMN: file_path} for row in batch]
     from dlt.common.libs.pyarrow import pyarrow
@@ -75,7 +87,7 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
             count = len(batch) if isinstance(batch, list) else batch.num_rows
             if count:  # an empty batch is no data
                 rows += count
-                yield _with_file_column(batch, item["relative_path"]) if table.new_files_only else batch
+                yield _with_file_column(batch, item["relative_path"], config.name) if table.new_files_only else batch
     if rows == 0:
         _on_empty(config, table, layout.field, files_read)
         # dlt empties a replace table that yields nothing once its schema knows the table (the

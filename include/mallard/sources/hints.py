@@ -112,6 +112,9 @@ def bound_to_interval(
         primary_key=primary_key or None,
         incremental=interval_incremental(cursor, interval, as_dates=as_dates, on_missing=on_missing),
     )
+    if write_disposition == "merge" and primary_key and "." not in cursor:
+        # Two versions of a row in one interval: the newest wins. Without a sort dlt keeps either.
+        resource.apply_hints(columns={cursor: {"name": cursor, "dedup_sort": "desc"}})
     if on_null_cursor == "fail":
         resource.add_step(null_cursor_check(resource.name, cursor))
     return resource
