@@ -129,6 +129,12 @@ def check_pool() -> Check:
     from include.mallard.warehouse import WAREHOUSE_POOL
 
     name = f"pool {WAREHOUSE_POOL}"
+    if "postgres" in _stack_state()[1] and _live_stack()[1]:
+        return _passed(
+            name,
+            "not checked: the running stack keeps its metadata in its own PostgreSQL "
+            "(the UI's Admin > Pools shows the pool; `make stack` creates it from airflow_settings.yaml)",
+        )
     database = _airflow_home() / "airflow.db"
     if not database.is_file():
         return _passed(name, f"no local stack metadata DB ({database}): the stack was never started")
@@ -169,15 +175,22 @@ def check_sources(sources_dir: Path) -> list[Check]:
     return checks
 
 
-def _live_stack() -> tuple[Path, list[tuple[int, str]]]:
-    """The stack state file, and (pid, description) of its processes that still run."""
+def _stack_state() -> tuple[Path, dict]:
+    """The stack state file and what it records (empty when there is none)."""
     state_file = _airflow_home() / STACK_STATE
     try:
-        state = json.loads(state_file.read_text())
+        return state_file, json.loads(state_file.read_text())
     except (OSError, ValueError):
-        return state_file, []
+        return state_file, {}
+
+
+def _live_stack() -> tuple[Path, list[tuple[int, str]]]:
+    """The stack state file, and (pid, description) of its processes that still run."""
+    state_file, state = _stack_state()
     alive = []
     for pid_text, info in state.items():
+        if not pid_text.isdigit():  # the stack's PostgreSQL and warehouse URI, not a process
+            continue
         pid = int(pid_text)
         if start_time(pid) == info.get("start_time"):  # same PID and start time: the same process
             ports = listening_ports(pid)
