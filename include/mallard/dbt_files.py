@@ -12,6 +12,9 @@ from pathlib import Path
 # What `dbt parse` reads: a change to any of these makes the manifest stale.
 _PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _SKIPPED_FOLDERS = {"target", "logs", "dbt_packages"}
+# dbt writes its anonymous user id here when run without DBT_SEND_ANONYMOUS_USAGE_STATS=false (a
+# `dbt build` by hand); it is not part of the project, and it made the manifest look stale.
+_SKIPPED_FILES = {".user.yml"}
 
 
 def _suffix(name: str) -> str:
@@ -44,7 +47,11 @@ def project_files(root: Path) -> list[ProjectFile]:
                     # Never descend into target/, logs/, dbt_packages/: target/ alone holds thousands of files.
                     if entry.name not in _SKIPPED_FOLDERS and not entry.is_symlink():
                         pending.append((entry.path, relative + "/"))
-                elif _suffix(entry.name) in _PROJECT_FILE_SUFFIXES and entry.is_file():
+                elif (
+                    _suffix(entry.name) in _PROJECT_FILE_SUFFIXES
+                    and entry.name not in _SKIPPED_FILES
+                    and entry.is_file()
+                ):
                     stat = entry.stat()
                     found.append(ProjectFile(relative, entry.path, stat.st_size, stat.st_mtime_ns))
     # Sorted by path parts, as Path objects sort: the recorded fingerprints stay valid.

@@ -87,6 +87,7 @@ def test_only_the_files_dbt_parse_reads_count(project):
     (project / "dbt_packages" / "pkg" / "models").mkdir(parents=True)
     (project / "dbt_packages" / "pkg" / "models" / "m.sql").write_text("select 1")
     (project / "models" / "notes.txt").write_text("not read by dbt")
+    (project / ".user.yml").write_text("id: 5d0b4d8e\n")  # dbt's user id, written by a `dbt build` by hand
     elsewhere = project.parent / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "x.sql").write_text("select 1")
