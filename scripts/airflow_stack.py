@@ -1124,6 +1124,28 @@ def _stack_is_running(state_file: Path) -> bool:
     return bool(_read_state(state_file)) or _state_postgres(state_file).postmaster() is not None
 
 
+def running_stack_env(airflow_home: Path) -> dict[str, str]:
+    """The environment a CLI command needs to act on the stack running in `airflow_home`.
+
+    A stack on PostgreSQL keeps its metadata there, where a plain `airflow` command (whose
+    env.sh names the SQLite file) never looks: its backfills and triggers went to a database no
+    scheduler reads. Raises StackError when no stack runs there.
+    """
+    state_file = airflow_home.resolve() / "stack" / STATE_FILE_NAME
+    if not _read_state(state_file):
+        raise StackError(
+            f"no stack is running in {airflow_home} (no live process in {state_file}): start one with `make stack` "
+            "in another terminal, or run the command without this prefix to act on the SQLite database"
+        )
+    environment = dict(os.environ) | {"AIRFLOW_HOME": str(airflow_home)}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        recorded = json.loads(state_file.read_text())["postgres"]
+        cluster = PostgresCluster(Path(recorded["data_dir"]).parent, port=int(recorded["port"]))
+        if cluster.postmaster() is not None:
+            environment |= postgres_env(cluster)
+    return environment
+
+
 def stop_from_state(airflow_home: Path, timeout: float = 30.0) -> int:
     """Stop a stack started by another process, from the PIDs it recorded. Returns how many."""
     state_file = airflow_home.resolve() / "stack" / STATE_FILE_NAME
@@ -1217,7 +1239,13 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("start", help="start the stack in the foreground (Ctrl-C stops it)")
     stop = commands.add_parser("stop", help="stop a stack that another process started")
     apply = commands.add_parser("apply-settings", help="apply airflow_settings.yaml to AIRFLOW_HOME")
-    for command in (start, stop, apply):
+    run_cli = commands.add_parser(
+        "airflow",
+        help="run an `airflow` CLI command against the running stack (as `astro dev run` does), e.g. "
+        "`airflow backfill create --dag-id mallard_elt --from-date 2024-01-01 --to-date 2024-01-07`",
+    )
+    run_cli.add_argument("arguments", nargs=argparse.REMAINDER, help="the airflow command and its arguments")
+    for command in (start, stop, apply, run_cli):
         command.add_argument("--airflow-home", type=Path, default=home_default, help="default: %(default)s")
     for command in (start, apply):
         command.add_argument("--settings", type=Path, default=SETTINGS_FILE, help="default: %(default)s")
@@ -1257,6 +1285,13 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers or DEFAULT_WORKERS,
         )
         return _run_foreground(config)
+    if args.command == "airflow":
+        try:
+            environment = running_stack_env(args.airflow_home)
+        except StackError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return subprocess.run([sys.executable, "-m", "airflow", *args.arguments], env=environment).returncode
     if args.command == "stop":
         count = stop_from_state(args.airflow_home)
         print(f"stopped {count} component(s)" if count else "no stack was running")

@@ -18,7 +18,10 @@ The heartbeat timeout is 15 s here (300 s by default), so a lost worker is notic
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -51,6 +54,7 @@ from tests.e2e.helpers import maps_duckdb
 pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
 
 DAGS = Path(__file__).parent / "celery_dags"
+STACK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "airflow_stack.py"
 FAN_OUT, LOSS = "celery_fan_out", "celery_worker_loss"
 NAPS = 8
 HEARTBEAT_TIMEOUT = 15  # s; the scheduler looks for task instances without heartbeats every 2 s
@@ -145,6 +149,29 @@ def test_parallel_tasks_run_on_both_workers_each_with_its_own_storage(stack: Air
             if (stack.worker_dir(name) / "work" / FAN_OUT / run_id / task_id).exists()
         }
         assert found == {workers[ti["hostname"]]}, task_id
+
+
+def test_the_stacks_airflow_prefix_runs_cli_commands_on_its_metadata_database(stack: AirflowStack, api: Api):
+    # The README's backfill and trigger commands: a plain `airflow` after env.sh used the SQLite
+    # file, never this stack's PostgreSQL, so backfills waited forever in a database no scheduler read.
+    runs = {run["dag_run_id"] for run in api.all_items(f"/dags/{FAN_OUT}/dagRuns", "dag_runs")}
+    assert runs, "the fan-out test's run"
+    home = stack.config.airflow_home
+    command = [sys.executable, str(STACK_SCRIPT), "airflow", "--airflow-home", str(home)]
+    listed = subprocess.run(
+        [*command, "dags", "list-runs", FAN_OUT, "-o", "json"], capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    table = next(line for line in reversed(listed.stdout.splitlines()) if line.startswith("[{"))  # after any log lines
+    assert {run["run_id"] for run in json.loads(table)} == runs, listed.stdout[-2000:]
+
+    elsewhere = subprocess.run(
+        [sys.executable, str(STACK_SCRIPT), "airflow", "--airflow-home", str(home.parent / "no-stack"), "version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert elsewhere.returncode == 1 and "no stack is running in" in elsewhere.stderr, elsewhere.stderr
 
 
 def test_each_worker_forks_its_task_processes_with_dlt_and_dbt_imported(stack: AirflowStack, api: Api):
