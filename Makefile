@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/env.sh &&
 MALLARD := $(VENV)/bin/mallard
-DEMO_DATE ?= 2024-01-08
+# The run is recorded under the last day it loads: a later backfill that skips dates with a run
+# then skips only a day that was loaded (under 2024-01-08 it skipped a day never loaded).
+DEMO_DATE ?= 2024-01-07
 DEMO_CONF ?= {"start": "2024-01-01", "end": "2024-01-08"}
 
 .PHONY: install manifest demo stack test lint validate clean

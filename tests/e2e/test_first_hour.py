@@ -227,6 +227,13 @@ def test_run_loads_a_two_day_range_and_summarises_it(project):
     assert query(warehouse, day_three)[0][0] > 0
     assert query(warehouse, "select count(*) from raw_marketing.spend")[0][0] > spend_before
 
+    # The same command again: `dags test` replaces the run of that date, which SQLite gives the same
+    # id; it was reported FAILED with no task although it succeeded.
+    result = mallard(project, "run", "--source", "marketing", "--start", "2024-01-03", "--end", "2024-01-04")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "run succeeded in" in out and "ingestion    2 done, 4 skipped" in out, out
+
     # A name that is no source stops before any run, naming the sources there are.
     result = mallard(project, "run", "--source", "shpo", "--start", "2024-01-03", "--end", "2024-01-04")
     assert result.returncode == 1

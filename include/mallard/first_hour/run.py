@@ -51,23 +51,27 @@ def _airflow(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("airflow")), *args]
 
 
-def _last_run_id(database: Path) -> int:
-    """The id of the newest DAG run in the metadata DB (0 when none): runs after it are ours."""
+def _run_ids(database: Path) -> set[str]:
+    """The run ids the DAG has in the metadata DB: a run not among them is ours.
+
+    Not "an id above the newest": `dags test` deletes an earlier run of the same logical date and
+    inserts its own, and SQLite then gives it the deleted run's id (a second `mallard run` with the
+    same --end reported FAILED, with no task, for a run that succeeded). Its run id holds the time
+    it was created, so it is new.
+    """
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
-            return connection.execute("select coalesce(max(id), 0) from dag_run").fetchone()[0]
+            return {run_id for (run_id,) in connection.execute("select run_id from dag_run where dag_id = ?", (DAG_ID,))}
     except sqlite3.Error:
-        return 0
+        return set()
 
 
-def _read_tasks(database: Path, after_id: int) -> tuple[str | None, dict[str, str | None]]:
-    """(run state, task_id -> state) of the DAG's first run with an id above `after_id`; empty while none."""
+def _read_tasks(database: Path, earlier: set[str]) -> tuple[str | None, dict[str, str | None]]:
+    """(run state, task_id -> state) of the DAG's run whose id is not in `earlier`; empty while none."""
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.5) as connection:
-            row = connection.execute(
-                "select run_id, state from dag_run where dag_id = ? and id > ? order by id limit 1",
-                (DAG_ID, after_id),
-            ).fetchone()
+            runs = connection.execute("select run_id, state from dag_run where dag_id = ? order by id", (DAG_ID,))
+            row = next((run for run in runs if run[0] not in earlier), None)
             if row is None:
                 return None, {}
             tasks = connection.execute(
@@ -141,11 +145,13 @@ def run_dag(start: dt.date, end: dt.date, log_file: Path, sources: list[str] | N
     with log_file.open("w") as log:
         if not database.is_file():  # as `make demo`: a fresh clone has no metadata DB yet
             subprocess.run(_airflow("db", "migrate"), stdout=log, stderr=subprocess.STDOUT, check=True)
-        since = _last_run_id(database)
+        earlier = _run_ids(database)
         conf = {"start": start.isoformat(), "end": end.isoformat()}
         if sources:
             conf[SOURCES_CONF_KEY] = sources
-        command = _airflow("dags", "test", DAG_ID, end.isoformat(), "--conf", json.dumps(conf))
+        # Recorded under the last day it loads, as `make demo`: a backfill skips dates that have a run.
+        last_day = max(start, end - dt.timedelta(days=1))
+        command = _airflow("dags", "test", DAG_ID, last_day.isoformat(), "--conf", json.dumps(conf))
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -155,9 +161,9 @@ def run_dag(start: dt.date, end: dt.date, log_file: Path, sources: list[str] | N
         with Live(progress_table({}, 0), console=console, refresh_per_second=2, transient=False) as live:
             while process.poll() is None:
                 time.sleep(POLL_SECONDS)
-                state, tasks = _read_tasks(database, since)
+                state, tasks = _read_tasks(database, earlier)
                 live.update(progress_table(tasks, time.monotonic() - began))
-            state, tasks = _read_tasks(database, since)
+            state, tasks = _read_tasks(database, earlier)
             live.update(progress_table(tasks, time.monotonic() - began))
     return RunResult(process.returncode, state, tasks, log_file, time.monotonic() - began)
 
