@@ -61,7 +61,8 @@ def _run_ids(database: Path) -> set[str]:
     """
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
-            return {run_id for (run_id,) in connection.execute("select run_id from dag_run where dag_id = ?", (DAG_ID,))}
+            rows = connection.execute("select run_id from dag_run where dag_id = ?", (DAG_ID,))
+            return {run_id for (run_id,) in rows}
     except sqlite3.Error:
         return set()
 
