@@ -155,6 +155,19 @@ def test_a_literal_secret_in_a_header_is_refused_by_name_and_by_shape(tmp_path):
         assert header.split(": ")[1] not in str(problem)
 
 
+@pytest.mark.parametrize(
+    ("token", "what"),
+    [("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "a Stripe key"), ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", "a GitHub token")],
+)
+def test_a_token_written_where_an_env_var_name_goes_is_refused(tmp_path, token, what):
+    # Both are valid variable names: `mallard add source --secret sk_live_...` wrote it into the file.
+    with pytest.raises(ConfigError) as raised:
+        _source(tmp_path, f"headers: {{X-Api-Key: {{env: {token}}}}}\nresources: [{{name: a}}]\n")
+    [problem] = raised.value.problems
+    assert problem.field == "headers.X-Api-Key.env" and f"looks like {what}" in problem.message, problem
+    assert "value hidden" in problem.message and token not in str(problem)
+
+
 # --- run time: resolved, sent, never written out ------------------------------------------------
 
 HEADER_SECRET = "hdr-Secret-4f1c9a7e2b"

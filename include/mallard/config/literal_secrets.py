@@ -72,6 +72,7 @@ SECRET_LOOKING_VALUES = [
     ("a bearer token", re.compile(r"\b(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}")),
     ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}")),
     ("an API secret key", re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),
+    ("a Stripe key", re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{10,}")),
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")),
