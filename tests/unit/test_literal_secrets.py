@@ -157,7 +157,10 @@ def test_a_literal_secret_in_a_header_is_refused_by_name_and_by_shape(tmp_path):
 
 @pytest.mark.parametrize(
     ("token", "what"),
-    [("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "a Stripe key"), ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", "a GitHub token")],
+    [
+        ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "a Stripe key"),
+        ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", "a GitHub token"),
+    ],
 )
 def test_a_token_written_where_an_env_var_name_goes_is_refused(tmp_path, token, what):
     # Both are valid variable names: `mallard add source --secret sk_live_...` wrote it into the file.
