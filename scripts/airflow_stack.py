@@ -47,6 +47,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -1211,7 +1212,9 @@ def _run_foreground(config: StackConfig) -> int:
         if stack.celery:
             print(f"CeleryExecutor: workers {', '.join(stack.worker_names)}, {config.worker_concurrency} task(s) each")
         if stack.warehouse_uri:
-            print(f"Warehouse for MALLARD_ENV=prod (Airflow connection {WAREHOUSE_CONN_ID}): {stack.warehouse_uri}")
+            # The password stays in the cluster's passwords.json (mode 600): never in a terminal or CI log.
+            shown = re.sub(r":[^:@/]+@", ":***@", stack.warehouse_uri, count=1)
+            print(f"Warehouse for MALLARD_ENV=prod (Airflow connection {WAREHOUSE_CONN_ID}): {shown}")
         print(f"Component logs: {stack.stack_dir}/<component>.log; task logs: {stack.home / 'logs'}")
         print("Press Ctrl-C to stop every process.\n")
         while not (dead := stack.dead_components()):

@@ -234,7 +234,7 @@ def print_summary(result: RunResult, warehouse: Path, dbt_project_dir: Path) -> 
         console.print(f"  {kind:<12} " + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none"))
     rows = raw_table_counts(warehouse) if warehouse.exists() else []
     if rows:
-        console.print("raw tables:")
+        console.print("raw tables (all the rows each holds now, not only this run's):")
         for name, count in rows:
             console.print(f"  {name:<46} {count:>8} rows")
     try:
