@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from include.mallard.paths import DBT_PROJECT_DIR
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.servers import PostgresServer, postgres_server, postgres_unavailable
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -130,6 +132,15 @@ HOLD_WAREHOUSE = (
     "import duckdb, sys, time; connection = duckdb.connect(sys.argv[1]); "
     "print('holding', flush=True); time.sleep(float(sys.argv[2]))"
 )
+
+
+@contextmanager
+def postgres_or_skip() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (servers.postgres_server), or the test skipped saying why."""
+    if reason := postgres_unavailable():
+        pytest.skip(f"PostgreSQL is not available here: {reason}")
+    with postgres_server() as server:
+        yield server
 
 
 @contextmanager

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.helpers import AIRFLOW, airflow_env, run_airflow
-from tests.e2e.servers import PostgresUnavailable, free_port, postgres_server
+from tests.e2e.helpers import AIRFLOW, airflow_env, postgres_or_skip, run_airflow
+from tests.e2e.servers import free_port
 from tests.e2e.warehouse_digests import duckdb_digests, postgres_digests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
@@ -31,12 +31,7 @@ def _postgres_schemas(url: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    try:
-        server = postgres_server()
-        pg = server.__enter__()
-    except PostgresUnavailable as error:
-        pytest.skip(str(error))
-    try:
+    with postgres_or_skip() as pg:
         import psycopg2
 
         admin = psycopg2.connect(pg.url)
@@ -60,8 +55,6 @@ def runs(tmp_path_factory):
             results[f"postgres_after_{name}"] = postgres_digests(warehouse_url)
             results[f"{name}_log"] = log
         yield results
-    finally:
-        server.__exit__(None, None, None)
 
 
 def test_prod_writes_only_postgres(runs):

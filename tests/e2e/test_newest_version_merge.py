@@ -20,7 +20,7 @@ from include.mallard import ingest
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval
 from include.mallard.sources import schema_store
-from tests.e2e.servers import PostgresUnavailable, postgres_server
+from tests.e2e.helpers import postgres_or_skip
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +33,8 @@ def day(number: int) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    try:
-        server = postgres_server()
-        pg = server.__enter__()
-    except PostgresUnavailable as error:
-        pytest.skip(str(error))
-    try:
-        yield pg.url
-    finally:
-        server.__exit__(None, None, None)
+    with postgres_or_skip() as server:
+        yield server.url
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
