@@ -1114,9 +1114,11 @@ def _stack_postgres(stack_dir: Path) -> PostgresCluster:
 
 
 def _state_postgres(state_file: Path) -> PostgresCluster:
-    """The PostgreSQL cluster of the stack of this state file (recorded there, else the default place)."""
+    """The PostgreSQL cluster of the stack of this state file (recorded there with its port, else the
+    default place, port unknown)."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return PostgresCluster(Path(json.loads(state_file.read_text())["postgres"]["data_dir"]).parent)
+        recorded = json.loads(state_file.read_text())["postgres"]
+        return PostgresCluster(Path(recorded["data_dir"]).parent, port=int(recorded["port"]))
     return _stack_postgres(state_file.parent)
 
 
@@ -1139,11 +1141,9 @@ def running_stack_env(airflow_home: Path) -> dict[str, str]:
             "in another terminal, or run the command without this prefix to act on the SQLite database"
         )
     environment = dict(os.environ) | {"AIRFLOW_HOME": str(airflow_home)}
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        recorded = json.loads(state_file.read_text())["postgres"]
-        cluster = PostgresCluster(Path(recorded["data_dir"]).parent, port=int(recorded["port"]))
-        if cluster.postmaster() is not None:
-            environment |= postgres_env(cluster)
+    cluster = _state_postgres(state_file)
+    if cluster.port and cluster.postmaster() is not None:  # a SQLite stack records no PostgreSQL
+        environment |= postgres_env(cluster)
     return environment
 
 
