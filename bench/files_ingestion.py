@@ -48,6 +48,7 @@ READER_VARIANTS = {
     "file_object": "current reader, but the file read through a Python file object (as dlt's reader does)",
     "small_batches": "current reader, but 5,000-row batches as dlt's reader used",
     "default_buffer": "current reader, but DuckDB's default 32 MiB read buffer (before 2026-12-05)",
+    "unchecked_types": "current reader without the check that integer and time values read back as written",
     "dlt_staging_copy": "current reader; full refresh as before: dlt's insert-from-staging (staging, then a copy)",
 }
 
@@ -138,7 +139,7 @@ def duckdb_two_step_load(csv_path: Path, database: Path) -> dict[str, Any]:
 
 def use_reader_variant(variant: str) -> None:
     """Swap the CSV reader of Mallard's files source for one of READER_VARIANTS (in this process only)."""
-    from include.mallard.sources import file_readers, files
+    from include.mallard.sources import csv_types, file_readers, files
 
     if variant == "dlt_reader":
         from dlt.sources.filesystem.readers import _read_csv_duckdb
@@ -155,6 +156,8 @@ def use_reader_variant(variant: str) -> None:
         file_readers.CSV_BATCH_ROWS = 5_000
     elif variant == "default_buffer":
         file_readers.CSV_BUFFER_BYTES = 32 << 20
+    elif variant == "unchecked_types":
+        csv_types.faithful = lambda relation, reread, declared: relation
     elif variant == "dlt_staging_copy":
         import dlt
 

@@ -1,7 +1,7 @@
 """CSV ingestion throughput: Mallard's `files` source vs DuckDB loading the same file natively.
 
     python bench/ingest.py [--rows 3000000] [--repeat 2] [--compare-readers] [--compare-full-refresh]
-                           [--also-memory-limit LIMIT ...] [--profile] [--airflow-variables]
+                           [--compare-type-checks] [--also-memory-limit LIMIT ...] [--profile] [--airflow-variables]
                            [--data-dir DIR] [--keep]
 
 Generates a CSV of --rows rows and 8 typed columns (bench/files_ingestion.py), then measures,
@@ -27,7 +27,9 @@ each in a new process and interleaved so that all see the same machine load:
   what each change bought; with --compare-full-refresh: the refresh through dlt's
   insert-from-staging (a staging schema, then a second copy), which Mallard used before; with
   --also-memory-limit 128MiB: replace and append again with MALLARD_DUCKDB_MEMORY_LIMIT=128MiB
-  instead of the limit Mallard sizes (64 MiB for this narrow table), to show what memory buys.
+  instead of the limit Mallard sizes (64 MiB for this narrow table), to show what memory buys;
+  with --compare-type-checks: replace without the check that each integer and time value reads
+  back as written (sources/csv_types.py `faithful`), to show what that check costs.
 
 Reports rows/s and the ratio Mallard / DuckDB, each against its own baseline (target >= 0.7).
 Results: bench/results/ingest.json (bench/results/ingest_with_airflow_variables.json with
@@ -112,6 +114,11 @@ def main() -> int:
         metavar="LIMIT",
         help=f"also time replace and append with {MEMORY_LIMIT_ENV}=LIMIT (e.g. 128MiB; repeatable)",
     )
+    parser.add_argument(
+        "--compare-type-checks",
+        action="store_true",
+        help="also time replace without the check that integer and time values read back as written",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one Mallard run (top functions printed)")
     parser.add_argument("--airflow-variables", action="store_true", help="keep dlt's Airflow Variables provider on")
     parser.add_argument("--data-dir", type=Path, help="where the CSV is written (kept and reused); default: temp")
@@ -158,6 +165,8 @@ def main() -> int:
             for variant in READER_VARIANTS
             if variant not in ("current", "dlt_staging_copy")
         ]
+    if args.compare_type_checks and not args.compare_readers:
+        plan.append(Measurement("mallard_replace__unchecked_types", "mallard", variant="unchecked_types"))
     for limit in args.also_memory_limit:
         limit_env = {MEMORY_LIMIT_ENV: limit}
         plan += [

@@ -385,6 +385,82 @@ def test_a_null_marker_past_the_sample_fails_naming_the_line_and_null_values(run
     assert "`tables[0].null_values`" in message and '"NA"' in message, message
 
 
+# --- values the sniffed type would change ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        *((value, "past the sniffed sample") for value in ("00123", "12.7", "0x10", "1_000", "1e3")),
+        # In the sample the sniffer types a column with 00123 or 1_000 as text, with 12.7 as double; not 0x10:
+        ("0x10", "in the sniffed sample"),
+    ],
+)
+def test_an_integer_value_duckdb_would_change_fails_naming_the_line_and_column_types(runner, value, where):
+    # DuckDB casts these to its sampled BIGINT without an error: 123, 13, 16, 1000, 1000.
+    _good_first_run(runner, "{name: items, glob: '*.csv'}")
+    rows = 3 if where == "in the sniffed sample" else SNIFFER_SAMPLE_ROWS + 5_000
+    runner.put("b.csv", "id,name,qty\n" + _rows(rows) + f"9,x,{value}\n")
+    message = _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv'}"), "b.csv", f"line {rows + 2}")
+    assert f"column 'qty': '{value}'" in message and "`tables[0].column_types: {qty: text}`" in message, message
+
+
+def test_a_time_with_an_offset_in_a_column_without_offsets_fails_naming_the_line(runner):
+    # DuckDB reads 10:00+05:00 as 10:00 in a column it sampled as times without an offset.
+    rows = SNIFFER_SAMPLE_ROWS + 5_000
+    times = "".join(f"{i},2024-01-01 10:00:00\n" for i in range(rows))
+    runner.put("a.csv", "id,seen_at\n" + times + "9,2024-01-01 10:00:00+05:00\n")
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source("{name: items, glob: '*.csv'}"))
+    message = str(failure.value)
+    assert f"line {rows + 2}, column 'seen_at'" in message and "{seen_at: timestamptz}" in message, message
+
+
+def test_column_types_keep_the_values_as_written(runner):
+    rows = SNIFFER_SAMPLE_ROWS + 5_000
+    body = "".join(f"{i},{i + 1},2024-01-01 10:00:00\n" for i in range(rows))
+    runner.put("a.csv", "id,code,seen_at\n" + body + "-1,00123,2024-01-01 10:00:00+05:00\n")
+    runner.run(runner.source("{name: items, glob: '*.csv', column_types: {code: text, seen_at: timestamptz}}"))
+    assert runner.column_types("items") == {"id": "BIGINT", "code": "VARCHAR", "seen_at": "TIMESTAMP WITH TIME ZONE"}
+    assert runner.query("select code, seen_at from raw_faults.items where id = -1") == [
+        ("00123", dt.datetime(2024, 1, 1, 5, tzinfo=dt.UTC))
+    ]
+    distinct_codes = runner.query("select count(*), count(distinct code) from raw_faults.items")
+    assert distinct_codes == [(rows + 1, rows + 1)]  # "00123" stays apart from "123"
+
+
+def test_integers_and_times_that_read_back_as_written_load_unchanged(runner):
+    # The check must not refuse what DuckDB reads faithfully: signs, zero, ISO forms with T and fractions.
+    rows = SNIFFER_SAMPLE_ROWS + 5_000
+    body = "".join(f"{i},2024-01-01 10:00:00\n" for i in range(rows))
+    late = "+5,2024-01-02T11:30:00.25\n-0,2024-01-03 12:00\n-7,\n,2024-01-04 00:00:00\n"
+    runner.put("a.csv", "n,seen_at\n" + body + late)
+    runner.run(runner.source("{name: items, glob: '*.csv', write_disposition: append}"))
+    assert runner.column_types("items") == {
+        "n": "BIGINT",
+        "seen_at": "TIMESTAMP WITH TIME ZONE",
+    }  # dlt stores times in UTC
+    late_rows = (
+        "select n, seen_at from raw_faults.items where n is null or seen_at is null or seen_at >= '2024-01-02' "
+        "order by 2"
+    )
+    assert runner.query(late_rows) == [
+        (5, dt.datetime(2024, 1, 2, 11, 30, 0, 250000, tzinfo=dt.UTC)),
+        (0, dt.datetime(2024, 1, 3, 12, tzinfo=dt.UTC)),
+        (None, dt.datetime(2024, 1, 4, tzinfo=dt.UTC)),
+        (-7, None),
+    ]
+    assert runner.query("select count(*), sum(n) from raw_faults.items") == [(rows + 4, sum(range(rows)) - 2)]
+
+
+def test_column_types_naming_a_column_the_file_lacks_fails_naming_the_field(runner):
+    runner.put("a.csv", "id,name\n1,x\n")
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source("{name: items, glob: '*.csv', column_types: {zip: text}}"))
+    message = str(failure.value)
+    assert 'no column "zip"' in message and "`tables[0].column_types`" in message, message
+
+
 # --- empty inputs -------------------------------------------------------------------------------
 
 

@@ -57,10 +57,25 @@ def test_null_values_come_from_the_table_else_the_source_else_only_the_empty_fie
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-@pytest.mark.parametrize("field", ["null_values: [NA]", "delimiter: ';'"])
+@pytest.mark.parametrize("field", ["null_values: [NA]", "delimiter: ';'", "column_types: {zip: text}"])
 def test_csv_only_options_on_other_formats_are_errors_naming_the_field(tmp_path, fmt, field):
     [(where, message)] = _problems(tmp_path, f"{{name: t, glob: '*.{fmt}', format: {fmt}, {field}}}")
     assert where == f"tables[0].{field.split(':')[0]}" and "CSV files only" in message and "remove it" in message
+
+
+def test_column_types_map_each_name_to_the_duckdb_type_the_column_is_read_as(tmp_path):
+    from include.mallard.config.kinds.files import CSV_COLUMN_TYPES
+
+    source = _files_source(tmp_path, "{name: t, glob: '*.csv', column_types: {zip: text, at: timestamptz}}")
+    assert {name: CSV_COLUMN_TYPES[kind] for name, kind in source.tables[0].column_types.items()} == {
+        "zip": "VARCHAR",
+        "at": "TIMESTAMPTZ",
+    }
+
+
+def test_an_unknown_column_type_is_an_error_listing_the_known_ones(tmp_path):
+    [(where, message)] = _problems(tmp_path, "{name: t, glob: '*.csv', column_types: {zip: varchar}}")
+    assert where.startswith("tables[0].column_types") and "'text'" in message and "'timestamptz'" in message, message
 
 
 def test_a_source_level_null_values_does_not_touch_other_formats(tmp_path):

@@ -18,6 +18,8 @@ import duckdb
 from dlt.common import json
 from dlt.sources.filesystem import FileItemDict
 
+from include.mallard.sources import csv_types
+
 # Rows per Arrow batch handed to dlt. With dlt's 5,000, per-batch overhead made large files ~10%
 # slower (docs/benchmarks.md); 100,000 rows of ten columns are about 10 MB.
 CSV_BATCH_ROWS = 100_000
@@ -61,6 +63,7 @@ class CsvLayout:
     delimiter: str = ","
     null_values: tuple[str, ...] = ("",)
     field: str = "table"  # where the table is in its source file, e.g. "tables[0]"
+    column_types: tuple[tuple[str, str], ...] = ()  # (column, DuckDB type) the config declares
 
 
 def _head(item: FileItemDict) -> bytes:
@@ -176,7 +179,10 @@ def _fix(where: str, layout: CsvLayout, mixed_endings: bool) -> str:
     if "Invalid unicode" in where:
         return "re-save the file as UTF-8"
     if "Could not convert" in where:
-        return f"fix the value, or add it to `{layout.field}.null_values` if it means a missing value"
+        return (
+            f"fix the value, give its column a type in `{layout.field}.column_types` (e.g. text), "
+            f"or add it to `{layout.field}.null_values` if it means a missing value"
+        )
     if mixed_endings:
         return "the file mixes CRLF and LF line endings: convert it to one (e.g. with dos2unix)"
     return f"fix or remove the file, or check `{layout.field}.delimiter`"
@@ -206,6 +212,40 @@ def _line_of_sniff_error(connection: Any, item: FileItemDict, options: dict[str,
         except (duckdb.Error, OSError) as error:
             return _where(error)
     return None
+
+
+def _refused(name: str, item: FileItemDict, layout: CsvLayout, error: Exception) -> Exception | None:
+    """The error for a value csv_types refused or a column `column_types` names that the file lacks; else None."""
+    if (missing := csv_types.undeclared_columns(error)) is not None:
+        return MalformedFileError(
+            f"{name} has no column {missing}, which `{layout.field}.column_types` names. "
+            f"Fix: use the header's names in `{layout.field}.column_types`, or remove the entry"
+        )
+    if (refused := csv_types.refused_value(error)) is None:
+        return None
+    column, problem, value = refused
+    line = csv_types.line_of_value(item, layout.delimiter, column, value)
+    where = f"line {line}" if line else "a line"
+    declare = f"`{layout.field}.column_types: {{{column}: "
+    if problem == csv_types.UNREADABLE:  # as DuckDB's own read reports it
+        return _invalid(
+            name,
+            layout,
+            f'{where}: Error when converting column "{column}". Could not convert string "{value}"',
+            mixed_endings=False,
+        )
+    if problem == csv_types.OFFSET:
+        return MalformedFileError(
+            f"{name}: {where}, column {column!r}: {value!r} has a UTC offset, but the column's first rows have "
+            "none, so DuckDB would load it without the offset (hours off). "
+            f"Fix: set {declare}timestamptz}}` to keep each offset, or write every time in one form"
+        )
+    return MalformedFileError(
+        f"{name}: {where}, column {column!r}: {value!r} is not a plain integer, but DuckDB typed the column "
+        f"{problem} (from a sample of the file's first rows) and would load it changed (a leading zero, "
+        f"a fraction, a hex or 1_000 form lost). Fix: set {declare}text}}` to keep the values as written "
+        "(`double` for numbers with a fraction), or fix the value"
+    )
 
 
 def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name: str = "?") -> Iterator[Any]:
@@ -243,6 +283,8 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
         "na_values": list(layout.null_values),
         "buffer_size": CSV_BUFFER_BYTES,
     }
+    if layout.column_types:
+        options["dtype"] = dict(layout.column_types)
     tail = _tail(item)
     if (last_line := _last_line_bytes(tail)) > CSV_MAX_LINE_BYTES:
         raise MalformedFileError(
@@ -256,12 +298,13 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
         # as everywhere in Mallard, not the worker's local zone.
         connection.execute("SET TimeZone = 'UTC'")
 
-        def read(mixed_endings: bool) -> Any:
+        def read(mixed_endings: bool, as_text: dict[str, str] | None = None) -> Any:
+            chosen = options | {"dtype": options.get("dtype", {}) | as_text} if as_text else options
             if not mixed_endings:
-                return _relation(connection, item, options, files)
+                return _relation(connection, item, chosen, files)
             if problem := _ragged_row(item, layout.delimiter):  # non-strict DuckDB would hide it
                 raise _invalid(name, layout, problem, True)
-            return _relation(connection, item, options | MIXED_ENDINGS, files)
+            return _relation(connection, item, chosen | MIXED_ENDINGS, files)
 
         try:
             try:
@@ -271,8 +314,12 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
                     raise
                 mixed = True  # nothing was yielded yet: reading again is safe
                 relation = read(mixed)
+            declared = [column for column, _ in layout.column_types]
+            relation = csv_types.faithful(relation, lambda as_text: read(mixed, as_text), declared)
             yield from relation.to_arrow_reader(CSV_BATCH_ROWS)
         except (duckdb.Error, OSError) as error:  # errors while streaming arrive as OSError
+            if refused := _refused(name, item, layout, error):
+                raise refused from error
             sniffed = options | MIXED_ENDINGS if mixed else options
             where = _where(error) or _line_of_sniff_error(connection, item, sniffed, header)
             if where is None or "fields, the header has" in where:  # DuckDB counts at most one extra field

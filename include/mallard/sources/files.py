@@ -22,6 +22,7 @@ from dlt.extract import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem
 
 from include.mallard.config import FilesSource, FileTable
+from include.mallard.config.kinds.files import CSV_COLUMN_TYPES
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
 from include.mallard.sources.empty_input import apply_policy
@@ -101,7 +102,8 @@ def _table_resource(config: FilesSource, index: int, interval: Interval) -> DltR
     table = config.tables[index]
     files = filesystem(bucket_url=bucket_url(config.path), file_glob=table.glob)
     settings = config.settings_of(table)
-    layout = CsvLayout(table.csv_delimiter, tuple(config.null_values_of(table)), f"tables[{index}]")
+    declared = tuple((column, CSV_COLUMN_TYPES[kind]) for column, kind in (table.column_types or {}).items())
+    layout = CsvLayout(table.csv_delimiter, tuple(config.null_values_of(table)), f"tables[{index}]", declared)
     if not table.new_files_only:
         reader = dlt.resource(_rows(files, table, layout, config), name=table.name)
         apply_table_hints(reader, settings, cursor=table.cursor, interval=interval)

@@ -28,6 +28,18 @@ NULL_VALUES_HELP = (
     "The list replaces the default [''] (an empty field is null): keep '' in it, or empty fields become empty text."
 )
 
+CsvColumnType = Literal["text", "integer", "double", "boolean", "date", "timestamp", "timestamptz"]
+# The DuckDB type each `column_types` name reads a CSV column as.
+CSV_COLUMN_TYPES: dict[str, str] = {
+    "text": "VARCHAR",
+    "integer": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+}
+
 
 def check_null_markers(values: list[str] | None) -> list[str] | None:
     """A field validator: a marker is compared with one field, which never spans lines."""
@@ -54,6 +66,14 @@ class FileTable(TableBase):
     )
     null_values: list[str] | None = Field(
         None, min_length=1, description=NULL_VALUES_HELP + " Unset: the source's `null_values`."
+    )
+    column_types: dict[str, CsvColumnType] | None = Field(
+        None,
+        description=(
+            "CSV only: the type of some columns, instead of the one DuckDB guesses from the file's first rows, "
+            "e.g. {zip_code: text, amount: double}. One of: " + ", ".join(CSV_COLUMN_TYPES) + ". A value that "
+            "does not fit its column fails the run naming the line."
+        ),
     )
     on_empty: OnEmpty | None = Field(
         None,
@@ -192,7 +212,7 @@ class FilesSource(TablesSource):
             Issue(
                 f"{where}.{field}", f"`{field}` applies to CSV files only; this table reads {table.format}", "remove it"
             )
-            for field in ("delimiter", "null_values")
+            for field in ("delimiter", "null_values", "column_types")
             if getattr(table, field) is not None
         ]
 
