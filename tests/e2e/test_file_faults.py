@@ -461,6 +461,48 @@ def test_column_types_naming_a_column_the_file_lacks_fails_naming_the_field(runn
     assert 'no column "zip"' in message and "`tables[0].column_types`" in message, message
 
 
+# --- types that differ between files --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty_first", [False, True])
+def test_an_empty_column_in_one_file_loads_as_nulls_of_the_other_files_type(runner, empty_first):
+    # DuckDB types an empty column VARCHAR: dlt then refused to write it beside another file's BIGINT.
+    runner.put("a.csv", "id,qty\n1,\n2,\n" if empty_first else "id,qty\n1,3\n2,4\n")
+    runner.put("b.csv", "id,qty\n3,5\n" if empty_first else "id,qty\n3,\n")
+    runner.run(runner.source("{name: items, glob: '*.csv'}"))
+    assert runner.column_types("items") == {"id": "BIGINT", "qty": "BIGINT"}
+    expected = [(1, None), (2, None), (3, 5)] if empty_first else [(1, 3), (2, 4), (3, None)]
+    assert runner.query("select id, qty from raw_faults.items order by id") == expected
+
+
+def test_a_day_whose_export_has_an_empty_column_is_not_type_drift(runner):
+    # Typed VARCHAR, the empty column failed the run as drift from the table's BIGINT.
+    runner.put("a.csv", "id,qty\n1,3\n")
+    source = runner.source("{name: items, glob: '*.csv'}")
+    runner.run(source)
+    runner.put("a.csv", "id,qty\n2,\n")
+    runner.run(source, day(2), day(3))
+    assert runner.column_types("items") == {"id": "BIGINT", "qty": "BIGINT"}
+    assert runner.query("select id, qty from raw_faults.items") == [(2, None)]
+
+
+def test_a_column_two_csv_files_type_differently_fails_naming_both_files_and_column_types(runner):
+    _good_first_run(runner, "{name: items, glob: '*.csv'}")
+    runner.put("b.csv", "id,name,qty\n2,bar,x\n")
+    message = _fails_and_keeps(runner, runner.source("{name: items, glob: '*.csv'}"), "column 'qty'")
+    assert "b.csv" in message and "a.csv" in message and "`tables[0].column_types: {qty: text}`" in message, message
+
+
+def test_a_column_two_parquet_files_type_differently_fails_naming_both_files(runner):
+    pq.write_table(pa.table({"id": pa.array([1], pa.int64())}), runner.data / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array(["1"], pa.string())}), runner.data / "b.parquet")
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source("{name: items, glob: '*.parquet', format: parquet}"))
+    message = str(failure.value)
+    assert "column 'id'" in message and "a.parquet" in message and "b.parquet" in message, message
+    assert "one type in every file" in message, message
+
+
 # --- empty inputs -------------------------------------------------------------------------------
 
 

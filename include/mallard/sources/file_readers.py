@@ -214,6 +214,26 @@ def _line_of_sniff_error(connection: Any, item: FileItemDict, options: dict[str,
     return None
 
 
+def _empty_columns_untyped(batch: Any, declared: list[str]) -> Any:
+    """`batch` with each column that has no value typed null rather than DuckDB's guess (VARCHAR).
+
+    A day's export with an empty column is no evidence of its type: typed VARCHAR it failed the run
+    as type drift against the table's BIGINT, or against another file's. dlt loads a null column
+    into the table's type, and adds no column for it to a new table until it has values.
+    """
+    empty = [
+        index
+        for index, column in enumerate(batch.columns)
+        if batch.num_rows and column.null_count == batch.num_rows and batch.schema.names[index] not in declared
+    ]
+    if not empty:
+        return batch
+    from dlt.common.libs.pyarrow import pyarrow
+
+    arrays = [pyarrow.nulls(batch.num_rows) if index in empty else column for index, column in enumerate(batch.columns)]
+    return pyarrow.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
 def _refused(name: str, item: FileItemDict, layout: CsvLayout, error: Exception) -> Exception | None:
     """The error for a value csv_types refused or a column `column_types` names that the file lacks; else None."""
     if (missing := csv_types.undeclared_columns(error)) is not None:
@@ -316,7 +336,8 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
                 relation = read(mixed)
             declared = [column for column, _ in layout.column_types]
             relation = csv_types.faithful(relation, lambda as_text: read(mixed, as_text), declared)
-            yield from relation.to_arrow_reader(CSV_BATCH_ROWS)
+            for batch in relation.to_arrow_reader(CSV_BATCH_ROWS):
+                yield _empty_columns_untyped(batch, declared)
         except (duckdb.Error, OSError) as error:  # errors while streaming arrive as OSError
             if refused := _refused(name, item, layout, error):
                 raise refused from error

@@ -66,6 +66,36 @@ def _with_file_column(batch: Any, file_path: str, source_name: str) -> Any:
     return batch.append_column(FILE_COLUMN, pyarrow.array([file_path] * batch.num_rows, pyarrow.string()))
 
 
+class ColumnTypesSeen:
+    """The Arrow type each column of a table had in the files read so far in a run.
+
+    dlt cannot write one table from batches whose column types differ (its error names no file),
+    and DuckDB types each CSV file from its own rows: `qty` with an `x` in one file is text there.
+    """
+
+    def __init__(self, table: FileTable, field: str, source_name: str) -> None:
+        self.table, self.field, self.source_name = table, field, source_name
+        self.seen: dict[str, tuple[Any, str]] = {}  # column -> (type, the file it was first seen in)
+
+    def check(self, schema: Any, file_path: str) -> None:
+        for column in schema:
+            if str(column.type) == "null":  # an empty column: no type to agree on
+                continue
+            first_type, first_file = self.seen.setdefault(column.name, (column.type, file_path))
+            if column.type != first_type:
+                fix = (
+                    f"set `{self.field}.column_types: {{{column.name}: text}}` (or the type you mean) so that "
+                    "every file reads the column as one type"
+                    if self.table.format == "csv"
+                    else "write the column with one type in every file"
+                )
+                raise MalformedFileError(
+                    f"source {self.source_name!r}: column {column.name!r} of table {self.table.name!r} is "
+                    f"{column.type} in file {file_path} but {first_type} in {first_file} (each file's types come "
+                    f"from its own values). Fix: {fix}, or correct the file"
+                )
+
+
 def _on_empty(config: FilesSource, table: FileTable, field: str, files_read: int) -> None:
     """What `on_empty` says for a table that got no rows: fail the extract, or keep the previous rows."""
     where = f"{config.path.rstrip('/')}/{table.glob}"
@@ -80,6 +110,7 @@ def _on_empty(config: FilesSource, table: FileTable, field: str, files_read: int
 def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: FilesSource) -> Iterator[Any]:
     """The rows of every file the listing gives (its modification-time window applied), then `on_empty`."""
     files_read = rows = 0
+    column_types = ColumnTypesSeen(table, layout.field, config.name)
     # Iterated here rather than piped into a transformer: a transformer is never called when the
     # glob matches nothing, so it could not tell an empty input from a finished one.
     for item in files:
@@ -87,6 +118,8 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
         for batch in _read_one(item, table, layout, config.name):
             count = len(batch) if isinstance(batch, list) else batch.num_rows
             if count:  # an empty batch is no data
+                if not isinstance(batch, list):
+                    column_types.check(batch.schema, item["relative_path"])
                 rows += count
                 yield _with_file_column(batch, item["relative_path"], config.name) if table.new_files_only else batch
     if rows == 0:
