@@ -40,7 +40,7 @@ from dlt.destinations.job_impl import FollowupJobRequestImpl
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.destinations.sql_jobs import SqlFollowupJob
 
-from include.mallard.merge_jobs import newest_version_merge_jobs
+from include.mallard.merge_jobs import newest_version_merge_jobs, newest_version_merge_load_job
 from include.mallard.warehouse import FULL_REFRESH_SWAP_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,8 @@ class SwapReplaceDuckDbClient(DuckDbClient):
     def create_load_job(
         self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
     ) -> LoadJob:
+        if merge_job := newest_version_merge_load_job(table, file_path):
+            return merge_job
         job = super().create_load_job(table, file_path, load_id, restore)
         if self.in_staging_dataset_mode or not self._swaps(table["name"]):
             return job

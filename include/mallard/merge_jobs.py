@@ -9,22 +9,34 @@ finished last. Here the merge first drops from the staging tables the rows whose
 already holds with a *newer* cursor (and their nested rows), then runs dlt's own merge: a row is
 replaced by the same or a newer version, never by an older one.
 
+The rule reads the cursor as the row's version. With a business date as the cursor, a correction
+that moves a row's date earlier is not applied, so the load counts the rows it did not apply and
+logs a warning naming the table and the fix (`NewestVersionMergeLoadJob`).
+
 Used by both warehouses' dlt clients (duckdb_destination.py, and `postgres_newest_wins` below).
 Import this module only where dlt is already being imported.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from dlt.common.destination.client import PreparedTableSchema
+from dlt.common.destination.client import LoadJob, PreparedTableSchema
 from dlt.common.schema.utils import get_columns_names_with_prop, get_dedup_sort_tuple
+from dlt.common.storages import FileStorage
 from dlt.destinations import postgres as dlt_postgres
 from dlt.destinations.impl.postgres.postgres import PostgresClient
+from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
+from dlt.destinations.job_client_impl import SqlLoadJob
 from dlt.destinations.job_impl import FollowupJobRequestImpl
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
+
+log = logging.getLogger(__name__)
+# Starts the statement whose result is the number of staged rows older than the table's.
+OLDER_VERSIONS_MARK = "/* mallard: older versions dropped */"
 
 
 class NewestVersionMergeJob(SqlMergeFollowupJob):
@@ -48,10 +60,14 @@ class NewestVersionMergeJob(SqlMergeFollowupJob):
         table, staging = sql_client.get_qualified_table_names(root["name"])
         same_key = " AND ".join(f"loaded.{escape(key)} = {staging}.{escape(key)}" for key in keys)
         cursor = escape(sort[0])
-        statements = [
+        delete = (
             f"DELETE FROM {staging} WHERE EXISTS (SELECT 1 FROM {table} AS loaded "
             f"WHERE {same_key} AND loaded.{cursor} > {staging}.{cursor})"
-        ]
+        )
+        # DuckDB's DELETE returns its count; PostgreSQL's returns rows only through RETURNING.
+        if isinstance(sql_client, Psycopg2SqlClient):
+            delete = f"WITH dropped AS ({delete} RETURNING 1) SELECT count(*) FROM dropped"
+        statements = [f"{OLDER_VERSIONS_MARK} {delete}"]
         if len(table_chain) > 1:
             dataset, staging_dataset = (
                 sql_client.fully_qualified_dataset_name(),
@@ -67,6 +83,42 @@ class NewestVersionMergeJob(SqlMergeFollowupJob):
         return statements
 
 
+class NewestVersionMergeLoadJob(SqlLoadJob):
+    """Runs a merge's SQL (one transaction, as dlt's), warning when it left staged rows unapplied."""
+
+    def run(self) -> None:
+        self._sql_client = self._job_client.sql_client
+        with FileStorage.open_zipsafe_ro(self._file_path, "r", encoding="utf-8") as f:
+            sql = f.read()
+        with self.maybe_transaction(sql):
+            for statement in self._split_fragments(sql):
+                result = self._sql_client.execute_sql(statement)
+                if statement.startswith(OLDER_VERSIONS_MARK) and result and result[0][0]:
+                    self._warn_not_applied(int(result[0][0]))
+
+    def _warn_not_applied(self, rows: int) -> None:
+        table = self._job_client.prepare_load_table(self.load_table_name)
+        sort = get_dedup_sort_tuple(table)
+        log.warning(
+            "%s.%s: %d row(s) of this load were not applied: the table holds a newer version of their key "
+            "(a later %s). Expected when an earlier interval is reprocessed after later ones. If a correction "
+            "moved a row's %s earlier, delete that row from the table and reprocess the interval "
+            "(docs/sources.md, incremental tables).",
+            self._job_client.config.normalize_dataset_name(self._job_client.schema),  # not the staging one
+            self.load_table_name,
+            rows,
+            sort[0] if sort else "cursor",
+            sort[0] if sort else "cursor",
+        )
+
+
+def newest_version_merge_load_job(table: PreparedTableSchema, file_path: str) -> LoadJob | None:
+    """The job for a merge's SQL file (written by `NewestVersionMergeJob`), else None."""
+    if SqlLoadJob.is_sql_job(file_path) and table.get("write_disposition") == "merge":
+        return NewestVersionMergeLoadJob(file_path)
+    return None
+
+
 def newest_version_merge_jobs(
     table_chain: Sequence[PreparedTableSchema], sql_client: SqlClientBase[Any]
 ) -> list[FollowupJobRequestImpl]:
@@ -79,6 +131,13 @@ class NewestVersionPostgresClient(PostgresClient):
 
     def _create_merge_followup_jobs(self, table_chain: Sequence[PreparedTableSchema]) -> list[Any]:
         return newest_version_merge_jobs(table_chain, self.sql_client)
+
+    def create_load_job(
+        self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
+    ) -> LoadJob:
+        return newest_version_merge_load_job(table, file_path) or super().create_load_job(
+            table, file_path, load_id, restore
+        )
 
 
 class postgres_newest_wins(dlt_postgres):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -25,6 +27,7 @@ from tests.e2e.helpers import postgres_or_skip
 pytestmark = pytest.mark.e2e
 
 Query = Callable[[str], list[tuple]]
+MERGE_LOGGER = "include.mallard.merge_jobs"
 
 
 def day(number: int) -> dt.datetime:
@@ -66,6 +69,21 @@ def warehouse(request, tmp_path, monkeypatch) -> Query:
     return query
 
 
+@contextmanager
+def merge_warnings() -> Iterator[list[str]]:
+    """The merge's warnings, from a handler on its own logger (Airflow's logging config, loaded by
+    the PostgreSQL connection lookup, stops records from reaching pytest's root handler)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(MERGE_LOGGER)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
 def _run(source_file: Path, start: dt.datetime, end: dt.datetime, run: str) -> dict[str, int]:
     source = parse_source_file(source_file)
     work_dir = ingest.run_work_dir("test_newest_version_merge", run, source.name)
@@ -83,14 +101,29 @@ def _source(root: Path, table: str) -> Path:
     return path
 
 
-def test_an_earlier_interval_loaded_last_keeps_the_newer_rows(warehouse: Query, tmp_path: Path):
+def test_an_earlier_interval_loaded_last_keeps_the_newer_rows_and_says_so(warehouse: Query, tmp_path: Path):
     source = _source(tmp_path, "{name: items, glob: '*.csv', primary_key: id, cursor: changed_at}")
     (tmp_path / "data" / "a.csv").write_text(
         "id,changed_at,v\n1,2024-01-01 10:00:00,old\n2,2024-01-01 11:00:00,two\n1,2024-01-02 10:00:00,new\n"
     )
     assert _run(source, day(2), day(3), "day2") == {"items": 1}
-    assert _run(source, day(1), day(2), "day1") == {"items": 2}
+    with merge_warnings() as warnings:
+        assert _run(source, day(1), day(2), "day1") == {"items": 2}
     assert warehouse("select id, v from raw_versions.items order by id") == [(1, "new"), (2, "two")]
+    # The one row left unapplied (id 1's older version) is counted, not dropped in silence.
+    [warning] = warnings
+    assert "raw_versions.items: 1 row(s) of this load were not applied" in warning and "changed_at" in warning
+
+
+def test_a_load_that_applies_every_row_warns_of_nothing(warehouse: Query, tmp_path: Path):
+    source = _source(tmp_path, "{name: items, glob: '*.csv', primary_key: id, cursor: changed_at}")
+    (tmp_path / "data" / "a.csv").write_text("id,changed_at,v\n1,2024-01-01 10:00:00,old\n1,2024-01-02 10:00:00,new\n")
+    with merge_warnings() as warnings:
+        _run(source, day(1), day(2), "day1")
+        _run(source, day(2), day(3), "day2")
+        _run(source, day(2), day(3), "day2_again")  # the same version again: applied, not older
+    assert warehouse("select id, v from raw_versions.items") == [(1, "new")]
+    assert warnings == []
 
 
 def test_a_nested_list_follows_its_row(warehouse: Query, tmp_path: Path):
