@@ -175,11 +175,15 @@ def dlt_direct_load(csv_path: Path, root: Path) -> dict[str, Any]:
     empty Arrow table of the schema DuckDB sniffs from the CSV; after its load creates the table,
     DuckDB inserts the CSV's rows through the pipeline's SQL client in one statement. That is dlt's
     fixed cost per run plus DuckDB's one-step load, and nothing of Mallard: no checks of the file,
-    no full-refresh swap, no memory limit. Not a way Mallard loads: what such a way could reach.
+    no full-refresh swap, and no memory limit unless MALLARD_DUCKDB_MEMORY_LIMIT sets one for the
+    insert (what keeping a load's memory flat would cost it). Not a way Mallard loads: what such a
+    way could reach.
     """
     import dlt
     import duckdb
     import pyarrow
+
+    from include.mallard.ingest import MEMORY_LIMIT_ENV
 
     root.mkdir(parents=True, exist_ok=True)
     database = root / "direct.duckdb"
@@ -199,6 +203,8 @@ def dlt_direct_load(csv_path: Path, root: Path) -> dict[str, Any]:
     with stopwatch() as load_seconds:
         pipeline.load()
         with pipeline.sql_client() as client:
+            if limit := os.environ.get(MEMORY_LIMIT_ENV):
+                client.execute_sql(f"SET memory_limit = '{limit}'")
             client.execute_sql(f"INSERT INTO raw.{TABLE_NAME} SELECT * FROM {read}")
     return _two_step_result(database, f"raw.{TABLE_NAME}", extract_seconds(), load_seconds())
 

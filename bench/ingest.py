@@ -27,7 +27,8 @@ each in a new process and interleaved so that all see the same machine load:
   what each change bought; with --compare-full-refresh: the refresh through dlt's
   insert-from-staging (a staging schema, then a second copy), which Mallard used before; with
   --also-memory-limit 128MiB: replace and append again with MALLARD_DUCKDB_MEMORY_LIMIT=128MiB
-  instead of the limit Mallard sizes (64 MiB for this narrow table), to show what memory buys;
+  instead of the limit Mallard sizes (64 MiB for this narrow table), to show what memory buys,
+  and the direct-load bound with that limit on its insert (what a flat memory would cost it);
   with --compare-type-checks: replace without the check that each integer and time value reads
   back as written (sources/csv_types.py `faithful`), to show what that check costs.
 
@@ -172,6 +173,7 @@ def main() -> int:
         plan += [
             Measurement(f"mallard_replace__memory_limit_{limit}", "mallard", extra_env=limit_env),
             Measurement(f"mallard_append__memory_limit_{limit}", "mallard", disposition="append", extra_env=limit_env),
+            Measurement(f"dlt_direct_load_bound__memory_limit_{limit}", "dlt_direct", extra_env=limit_env),
         ]
     runs: dict[str, list[dict[str, Any]]] = {step.label: [] for step in plan}
     for attempt in range(args.repeat):

@@ -2,10 +2,10 @@
 
 `extract_task` and `load_task` parse the one file whose path the factory put in their op_kwargs,
 never the whole folder, so a file broken (or pushed) during a run fails only its own source. A
-config error, an invalid run conf or an interval before the start date is the same on every try:
-those fail the task at once (`AirflowFailException`) instead of retrying. What the tasks run
-(dlt extract and load) is in `ingest.py`; this module imports Airflow and dlt only inside the
-functions, so the DAG file parses without them.
+config error, an invalid run conf, an interval before the start date or a missing secret (env var
+or connection) is the same on every try: those fail the task at once (`AirflowFailException`)
+instead of retrying. What the tasks run (dlt extract and load) is in `ingest.py`; this module
+imports Airflow and dlt only inside the functions, so the DAG file parses without them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from include.mallard.config import ConfigError, SourceConfig
 from include.mallard.config.loader import parse_source_file
 from include.mallard.interval import Interval, IntervalError, check_not_before, interval_from_context
 from include.mallard.paths import DBT_PROJECT_DIR, SOURCES_DIR
+from include.mallard.secrets import SecretNotFoundError
 from include.mallard.warehouse import active_warehouse, resolve_warehouse_path, retry_on_lock
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,20 @@ def extract_task(
         connect = None if active_warehouse().is_embedded else _server_connection
         rows = history.load_rows(run, source_name, {}, error=error)
         history_queue.record_failed_load(connect, run, source_name, rows)
+        if (missing := _missing_secret(error)) is not None:
+            raise _no_retry(
+                f"source {source_name!r} cannot run: {missing}. A retry would meet the same; set it, then clear "
+                "this task or trigger the run again."
+            ) from error
         raise
+
+
+def _missing_secret(error: BaseException) -> SecretNotFoundError | None:
+    """The missing env var or connection behind `error` (dlt wraps what a source raises), if any."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, SecretNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
 
 
 def load_task(

@@ -63,6 +63,21 @@ def test_a_config_error_in_the_tasks_own_file_fails_at_once_without_retries(tmp_
         tasks.extract_task(**own, **bad_conf)
 
 
+@pytest.mark.parametrize("reference", ["{env: MALLARD_TEST_UNSET_DB_URL}", "{connection: mallard_test_unset}"])
+def test_a_missing_secret_fails_at_once_without_retries(tmp_path, monkeypatch, reference):
+    """Before: retried with its delays (78 s in `mallard run`) to meet the same missing env var each try."""
+    monkeypatch.setenv("MALLARD_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("MALLARD_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.delenv("MALLARD_TEST_UNSET_DB_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MALLARD_TEST_UNSET", raising=False)
+    source_file = tmp_path / "legacy.yml"
+    source_file.write_text(f"kind: sql_database\ncredentials: {reference}\ntables:\n  - name: customers\n")
+    own = {"source_name": "legacy", "source_file": str(source_file)}
+    missing = "environment variable MALLARD_TEST_UNSET_DB_URL" if "env" in reference else "'mallard_test_unset'"
+    with pytest.raises(AirflowFailException, match=rf"{missing}.*A retry would meet the same"):
+        tasks.extract_task(**own, **_context("isolation"))
+
+
 DAG_FILE = """# An Airflow DAG over sources with one invalid file (safe mode wants both words).
 from pathlib import Path
 
