@@ -503,6 +503,23 @@ def test_a_column_two_parquet_files_type_differently_fails_naming_both_files(run
     assert "one type in every file" in message, message
 
 
+@pytest.mark.parametrize(
+    ("line", "keys"),
+    [
+        ('{"id": 3, "unit price": 1, "unit_price": 2}', "'unit price' and 'unit_price'"),
+        ('{"id": 3, "Status": "a", "status": "b"}', "'Status' and 'status'"),
+        ('{"id": 3, "lines": [{"sku": "a", "SKU": "b"}]}', "'lines[].sku' and 'lines[].SKU'"),
+    ],
+)
+def test_jsonl_keys_that_would_load_into_one_column_fail_naming_the_line(runner, line, keys):
+    # dlt normalizes both keys to one column and keeps one value, without a word.
+    runner.put("a.jsonl", '{"id": 1, "status": "x"}\n{"id": 2, "status": "y"}\n' + line + "\n")
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source("{name: items, glob: '*.jsonl', format: jsonl}"))
+    message = str(failure.value)
+    assert "a.jsonl line 3" in message and f"keys {keys} would both load into column" in message, message
+
+
 # --- empty inputs -------------------------------------------------------------------------------
 
 

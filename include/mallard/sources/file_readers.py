@@ -1,6 +1,6 @@
-"""Readers of one source file for `kind: files`: CSV (DuckDB), JSON Lines and Parquet (pyarrow).
+"""The reader of one CSV file for `kind: files` (DuckDB); JSON Lines and Parquet are in record_readers.py.
 
-Each yields the file's rows in batches. A file that cannot be read as its table says fails with a
+It yields the rows in Arrow batches. A file that cannot be read as its table says fails with a
 `MalformedFileError` naming the source, the file, the line and the config field to change.
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from dlt.common import json
 from dlt.sources.filesystem import FileItemDict
 
 from include.mallard.sources import csv_types
@@ -30,7 +29,6 @@ CSV_BUFFER_BYTES = 3 << 20
 # DuckDB's own line limit. It fails on a longer line, except the last line of a file, which it
 # drops without an error when it is longer than its buffer: Mallard checks that line itself.
 CSV_MAX_LINE_BYTES = 2 << 20
-JSONL_CHUNK_ROWS = 5_000
 ISO_DATE = "%Y-%m-%d"  # the one date form a CSV column is typed DATE from; others load as text
 SAMPLE_BYTES = 1 << 16
 # The delimiters a header is tried with when the configured one leaves it in one piece, as YAML.
@@ -348,49 +346,3 @@ def csv_batches(item: FileItemDict, layout: CsvLayout | None = None, source_name
             mixed = mixed or _mixes_endings(item)
             said = "" if where else f" DuckDB said: {str(error).splitlines()[0][:300]}"
             raise _invalid(name, layout, where, mixed, said) from error
-
-
-def jsonl_rows(item: FileItemDict, source_name: str = "?") -> Iterator[list[dict[str, Any]]]:
-    """The objects of one JSON Lines file in chunks; blank lines are skipped.
-
-    dlt's `read_jsonl` fails on a bad line with a bare decode error that names neither the file
-    nor the line; here the error names the source, the file and the line.
-    """
-    chunk: list[dict[str, Any]] = []
-    with item.open() as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loadb(line)
-            except ValueError as error:
-                raise MalformedFileError(
-                    f"source {source_name!r}: file {item['file_url']} line {number} is not a JSON object "
-                    f"({error}); it starts with {line[:60]!r}. Fix or remove the file."
-                ) from error
-            if not isinstance(row, dict):  # dlt would load a list or a number as a row of made-up columns
-                raise MalformedFileError(
-                    f"source {source_name!r}: file {item['file_url']} line {number} is JSON but not an object "
-                    f"(a {type(row).__name__}); it starts with {line[:60]!r}. Each line must be one object "
-                    "({...}). Fix or remove the file."
-                )
-            chunk.append(row)
-            if len(chunk) >= JSONL_CHUNK_ROWS:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
-
-
-def parquet_batches(item: FileItemDict, source_name: str = "?") -> Iterator[Any]:
-    """The row groups of one Parquet file as Arrow record batches (pyarrow); a damaged file is named."""
-    from pyarrow import ArrowException, parquet
-
-    with item.open() as file:
-        try:
-            yield from parquet.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=CSV_BATCH_ROWS)
-        except (ArrowException, OSError) as error:
-            raise MalformedFileError(
-                f"source {source_name!r}: file {item['file_url']} is not a readable Parquet file ({error}). "
-                "Fix or remove the file (a copy that was cut short is a common cause)."
-            ) from error

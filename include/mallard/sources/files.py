@@ -26,14 +26,9 @@ from include.mallard.config.kinds.files import CSV_COLUMN_TYPES
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
 from include.mallard.sources.empty_input import apply_policy
-from include.mallard.sources.file_readers import (
-    CsvLayout,
-    MalformedFileError,
-    csv_batches,
-    jsonl_rows,
-    parquet_batches,
-)
+from include.mallard.sources.file_readers import CsvLayout, MalformedFileError, csv_batches
 from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
+from include.mallard.sources.record_readers import jsonl_rows, parquet_batches
 
 FILE_COLUMN = "_file_path"
 

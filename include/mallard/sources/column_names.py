@@ -1,0 +1,56 @@
+"""Keys of one record that dlt would load into the same column, keeping one value and dropping the rest.
+
+dlt normalizes every key to snake_case (`a b`, `a-b`, `aB` and `A_B` all become `a_b`) and
+flattens nested objects into `parent__child` columns. When two keys of a record meet in one
+column, the loaded row keeps one of their values, and nothing says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+
+class KeyCollision(NamedTuple):
+    first: str  # the keys as written, nested ones as `parent.child`
+    second: str
+    column: str  # the column both would load into
+
+
+class CollisionFinder:
+    """Finds a `KeyCollision` in a record; remembers the flat key sets it found none in (rows repeat them)."""
+
+    def __init__(self) -> None:
+        self._naming = NamingConvention()  # dlt's default, which Mallard's pipelines use
+        self._clean_flat_shapes: set[tuple[str, ...]] = set()
+
+    def find(self, record: dict[str, Any]) -> KeyCollision | None:
+        shape = tuple(record)
+        flat = not any(isinstance(value, dict | list) for value in record.values())
+        if flat and shape in self._clean_flat_shapes:
+            return None
+        found = self._in_table(record, "", "", {})
+        if found is None and flat:
+            self._clean_flat_shapes.add(shape)
+        return found
+
+    def _in_table(
+        self, record: dict[str, Any], column_prefix: str, key_prefix: str, columns: dict[str, str]
+    ) -> KeyCollision | None:
+        """Walk one table's columns: nested objects flatten into it, lists are child tables of their own."""
+        for key, value in record.items():
+            column = self._naming.make_path(column_prefix, self._naming.normalize_identifier(key))
+            shown = f"{key_prefix}.{key}" if key_prefix else key
+            if isinstance(value, dict):
+                if found := self._in_table(value, column, shown, columns):
+                    return found
+                continue
+            if not isinstance(value, list):
+                if (other := columns.setdefault(column, shown)) != shown:
+                    return KeyCollision(other, shown, column)
+                continue
+            for element in value:  # a list is a child table of its own
+                if isinstance(element, dict) and (found := self._in_table(element, "", f"{shown}[]", {})):
+                    return found
+        return None
