@@ -9,9 +9,9 @@ machine load as its baseline:
 
 - mallard: a source YAML through `ingest.extract` + `ingest.load` (what the two Airflow tasks
   run), into a new DuckDB file;
-- dlt: the same resources (Mallard's registry builds them) in one `pipeline.run` with the same
-  destination settings (Parquet load files, the same memory limit), into a new DuckDB file:
-  what dlt costs without Mallard's split, drift checks and bookkeeping;
+- dlt: the same resources (the kind's builder, the schema contract) in one `pipeline.run` with
+  the same destination settings (Parquet load files, the same memory limit), into a new DuckDB
+  file: what dlt costs without Mallard's split, drift checks, record key check and bookkeeping;
 - duckdb: DuckDB's own reader of the same file (`files` kinds only; SQLite's and PostgreSQL's
   scanners are not built in, docs/stack-notes.md);
 - with `--compare-extract-gzip`, mallard_gzip: Mallard with dlt's default of gzipped extract
@@ -238,12 +238,15 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
         work_dir = ingest.run_work_dir("bench_scale", "run", source.name)
         ingest.extract(source, interval, work_dir)
         ingest.load(source, work_dir)
-    else:  # dlt alone: the same resources and destination settings, one pipeline.run
-        from include.mallard.sources.registry import build_resources
+    else:  # dlt alone: the kind's resources and destination settings, one pipeline.run
+        from include.mallard.sources.registry import apply_schema_contract, builder_for
 
+        # As registry.build_resources, without the map step that checks each record's keys (Mallard's).
+        built = builder_for(source.kind)(source, interval)
+        resources = apply_schema_contract(built, source.schema_contract, source.name)
         pipeline = ingest.warehouse_pipeline(source, root / "dlt")  # MALLARD_WAREHOUSE_PATH, set above
         with dlt_steps.dlt_settings({dlt_steps.EXTRACT_COMPRESSION_OFF_ENV: "true"}, overriding=False):
-            pipeline.run(build_resources(source, interval)).raise_on_failed_jobs()
+            pipeline.run(resources).raise_on_failed_jobs()
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(f"select count(*) from {source.dataset_name}.{table}").fetchone()[0]
     return {"seconds": time.perf_counter() - imported, "rows": rows}

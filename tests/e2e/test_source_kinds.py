@@ -15,7 +15,9 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -404,6 +406,28 @@ def test_python_source_gets_the_interval(runner):
     assert runner.query("select count(*), min(day), max(day), any_value(country) from raw_calendar.days") == [
         (8, dt.date(2024, 1, 1), dt.date(2024, 1, 8), "BE")
     ]
+
+
+def accounts(start: dt.datetime, end: dt.datetime) -> Any:
+    """A python source whose second page spells one key two ways (an API that renamed a field)."""
+    import dlt
+
+    @dlt.resource(name="accounts")
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        yield [{"id": 1, "userId": 10}, {"id": 2, "userId": 20}]
+        yield [{"id": 3, "userId": 30, "user_id": 31}]
+
+    return pages
+
+
+def test_dict_rows_whose_keys_meet_in_one_column_fail_naming_both_keys(runner):
+    # dlt loaded one of 30 and 31 into user_id and dropped the other, without a word.
+    source = runner.source("crm", "kind: python\nfunction: tests.e2e.test_source_kinds:accounts\n")
+    with pytest.raises(Exception) as failure:
+        runner.run(source, day(1), day(2))
+    message = str(failure.value)
+    assert "table 'accounts': a record has keys 'userId' and 'user_id'" in message, message
+    assert "would both load into column 'user_id'" in message, message
 
 
 def test_python_source_with_a_secret_argument_against_the_api(runner, monkeypatch):

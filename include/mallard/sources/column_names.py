@@ -2,11 +2,13 @@
 
 dlt normalizes every key to snake_case (`a b`, `a-b`, `aB` and `A_B` all become `a_b`) and
 flattens nested objects into `parent__child` columns. When two keys of a record meet in one
-column, the loaded row keeps one of their values, and nothing says so.
+column, the loaded row keeps one of their values, and nothing says so. Every resource gets the
+check as a map step (registry.py); the JSONL reader also runs it, to name the line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from dlt.common.normalizers.naming.snake_case import NamingConvention
@@ -24,6 +26,7 @@ class CollisionFinder:
     def __init__(self) -> None:
         self._naming = NamingConvention()  # dlt's default, which Mallard's pipelines use
         self._clean_flat_shapes: set[tuple[str, ...]] = set()
+        self._columns: dict[tuple[str, str], str] = {}  # (parent column, key) -> column, as dlt names it
 
     def find(self, record: dict[str, Any]) -> KeyCollision | None:
         shape = tuple(record)
@@ -35,12 +38,17 @@ class CollisionFinder:
             self._clean_flat_shapes.add(shape)
         return found
 
+    def _column(self, column_prefix: str, key: str) -> str:
+        column = self._naming.make_path(column_prefix, self._naming.normalize_identifier(key))
+        self._columns[(column_prefix, key)] = column
+        return column
+
     def _in_table(
         self, record: dict[str, Any], column_prefix: str, key_prefix: str, columns: dict[str, str]
     ) -> KeyCollision | None:
         """Walk one table's columns: nested objects flatten into it, lists are child tables of their own."""
         for key, value in record.items():
-            column = self._naming.make_path(column_prefix, self._naming.normalize_identifier(key))
+            column = self._columns.get((column_prefix, key)) or self._column(column_prefix, key)
             shown = f"{key_prefix}.{key}" if key_prefix else key
             if isinstance(value, dict):
                 if found := self._in_table(value, column, shown, columns):
@@ -54,3 +62,24 @@ class CollisionFinder:
                 if isinstance(element, dict) and (found := self._in_table(element, "", f"{shown}[]", {})):
                     return found
         return None
+
+
+class KeyCollisionError(ValueError):
+    """A record with two keys that dlt would load into one column."""
+
+
+def without_key_collisions(source_name: str, table: str) -> Callable[[Any], Any]:
+    """A dlt map step that fails on a record whose keys would load into one column (any kind's dict rows)."""
+    finder = CollisionFinder()
+
+    def check(record: Any) -> Any:
+        if isinstance(record, dict) and (collision := finder.find(record)) is not None:
+            raise KeyCollisionError(
+                f"source {source_name!r}, table {table!r}: a record has keys {collision.first!r} and "
+                f"{collision.second!r}, which would both load into column {collision.column!r}, keeping one value "
+                "and dropping the other. Fix: rename or drop one of them before the load (in a python source's "
+                "code; for an API or a database, where its data is made)"
+            )
+        return record
+
+    return check

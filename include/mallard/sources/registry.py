@@ -2,7 +2,8 @@
 
 A kind's builder is the function `build(config, interval)` of the module `sources/<kind>.py`,
 found by the config's `kind`: adding a kind needs no entry here (tests/unit/test_architecture.py
-checks that every configured kind has one). The schema contract is applied here, once for all.
+checks that every configured kind has one). The schema contract, and the check that no record's
+keys meet in one column, are applied here, once for all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dlt.extract import DltResource, DltSource
 from include.mallard.config import SourceConfig
 from include.mallard.config.base import SchemaContract
 from include.mallard.interval import Interval
+from include.mallard.sources.column_names import without_key_collisions
 
 ExtractItem = DltResource | DltSource
 Builder = Callable[[Any, Interval], list[ExtractItem]]
@@ -73,4 +75,6 @@ def resources_of(items: list[ExtractItem]) -> list[DltResource]:
 def build_resources(config: SourceConfig, interval: Interval) -> list[ExtractItem]:
     """The dlt resources (or sources) that load `config` for `interval`."""
     items = builder_for(config.kind)(config, interval)
+    for resource in resources_of(items):  # dict rows only: dlt already refuses such Arrow columns
+        resource.add_map(without_key_collisions(config.name, resource.name))
     return apply_schema_contract(items, config.schema_contract, config.name)
