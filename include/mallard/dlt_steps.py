@@ -21,6 +21,10 @@ NORMALIZE_WORKERS_ENV = "NORMALIZE__WORKERS"  # dlt's config key for its normali
 # The files live only until normalize ends, in the run's working folder, and take ~10x the disk
 # (105 bytes per 6-column row instead of 11). Setting the variable to `false` keeps dlt's gzip.
 EXTRACT_COMPRESSION_OFF_ENV = "SOURCES__DATA_WRITER__DISABLE_COMPRESSION"
+# dlt's JSON normalizer for dict rows: Mallard's, whose coercions never change a value (strict_coercion.py).
+# A user's own SCHEMA__JSON_NORMALIZER is kept.
+STRICT_NORMALIZER_ENV = "SCHEMA__JSON_NORMALIZER"
+STRICT_NORMALIZER = '{"module": "include.mallard.strict_coercion"}'
 
 
 @contextlib.contextmanager
@@ -53,6 +57,11 @@ def normalize_in_process(pipeline: dlt.Pipeline) -> Any:
     """
     with dlt_settings({NORMALIZE_WORKERS_ENV: "1"}):
         return pipeline.normalize(workers=1)
+
+
+def strict_coercion() -> contextlib.AbstractContextManager[None]:
+    """For the block, the schemas dlt creates or loads normalize dict rows with `strict_coercion`."""
+    return dlt_settings({STRICT_NORMALIZER_ENV: STRICT_NORMALIZER}, overriding=False)
 
 
 def extract_items(pipeline: dlt.Pipeline, items: list[Any]) -> Any:

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from include.mallard import history, history_queue
 from include.mallard.config import SourceConfig
-from include.mallard.dlt_steps import extract_items, normalize_in_process, use_arrow_pool_that_returns_memory
+from include.mallard.dlt_steps import (
+    extract_items,
+    normalize_in_process,
+    strict_coercion,
+    use_arrow_pool_that_returns_memory,
+)
 from include.mallard.interval import Interval
 from include.mallard.paths import DBT_PROJECT_DIR, work_root
 from include.mallard.raw_tables import (
@@ -237,17 +242,18 @@ def extract(
     use_arrow_pool_that_returns_memory()
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a retried extract starts clean rather than loading twice
-    pipeline = warehouse_pipeline(source, work_dir, warehouse)
     previous = schema_store.remembered(source.name)  # before this run replaces it
     log.info("Extracting source %r for %s into %s", source.name, interval, work_dir)
-    items = build_resources(source, interval)
-    try:
-        extract_info = extract_items(pipeline, items)
-    except Exception as error:
-        if (readable := cursor_error(source, interval, error)) is not None:
-            raise readable from error
-        raise
-    normalize_info = normalize_in_process(pipeline)
+    with strict_coercion():  # the schemas this creates or restores carry the normalizer to normalize
+        pipeline = warehouse_pipeline(source, work_dir, warehouse)
+        items = build_resources(source, interval)
+        try:
+            extract_info = extract_items(pipeline, items)
+        except Exception as error:
+            if (readable := cursor_error(source, interval, error)) is not None:
+                raise readable from error
+            raise
+        normalize_info = normalize_in_process(pipeline)
     kept = empty_input.check_full_refreshes(source, items, extract_info, pipeline)
     current = pipeline.default_schema.to_dict()
     drift = schema_store.type_drift(previous, current)

@@ -520,6 +520,26 @@ def test_jsonl_keys_that_would_load_into_one_column_fail_naming_the_line(runner,
     assert "a.jsonl line 3" in message and f"keys {keys} would both load into column" in message, message
 
 
+def test_a_jsonl_value_of_another_type_is_kept_in_a_variant_column_not_coerced(runner, caplog):
+    # In one load dlt coerced 7 to true, "12345" to 1970-01-01 03:25:45 and "00123" to 123, silently.
+    # (Across loads the type drift check already refused such values.)
+    runner.put(
+        "a.jsonl",
+        '{"id": 1, "flag": true, "seen_at": "2024-01-01T10:00:00+00:00", "n": 5}\n'
+        '{"id": 2, "flag": 7, "seen_at": "12345", "n": "00123"}\n',
+    )
+    with caplog.at_level(logging.WARNING):
+        runner.run(runner.source("{name: items, glob: '*.jsonl', format: jsonl}"))
+    typed_and_variants = (
+        "select id, flag, flag__v_bigint, seen_at, seen_at__v_text, n, n__v_text from raw_faults.items order by id"
+    )
+    assert runner.query(typed_and_variants) == [
+        (1, True, None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC), None, 5, None),
+        (2, None, 7, None, "12345", None, "00123"),
+    ]
+    assert "new variant column flag__v_bigint" in caplog.text  # reported as type drift
+
+
 # --- empty inputs -------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ LAYERS = [
         "sources",
         "staging",
         "raw_tables",
+        "strict_coercion",
         "ingest",
         "tasks",
         "dbt_docs",
