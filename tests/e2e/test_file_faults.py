@@ -520,6 +520,24 @@ def test_jsonl_keys_that_would_load_into_one_column_fail_naming_the_line(runner,
     assert "a.jsonl line 3" in message and f"keys {keys} would both load into column" in message, message
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "table", "expected"),
+    [
+        ("a.csv", "id,_dlt_load_id\n1,abc\n", "{name: items, glob: '*.csv'}", "key '_dlt_load_id' would load into"),
+        ("a.jsonl", '{"id": 1, "_dlt_id": "mine"}\n', "{name: items, glob: '*.jsonl', format: jsonl}", "line 1: key"),
+        ("a.csv", "id,unit price,unit_price\n1,2,3\n", "{name: items, glob: '*.csv'}", "keys 'unit price' and"),
+    ],
+)
+def test_a_file_column_that_meets_dlts_own_or_another_fails_naming_it(runner, name, content, table, expected):
+    # CSV: the file's _dlt_load_id was kept as dlt's load id; JSONL: its _dlt_id as the row id.
+    runner.put(name, content)
+    with pytest.raises(Exception) as failure:
+        runner.run(runner.source(table))
+    message = str(failure.value)
+    assert f"file {name}" in message or f"{name} line" in message, message
+    assert expected in message, message
+
+
 def test_a_jsonl_value_of_another_type_is_kept_in_a_variant_column_not_coerced(runner, caplog):
     # In one load dlt coerced 7 to true, "12345" to 1970-01-01 03:25:45 and "00123" to 123, silently.
     # (Across loads the type drift check already refused such values.)

@@ -426,7 +426,7 @@ def test_dict_rows_whose_keys_meet_in_one_column_fail_naming_both_keys(runner):
     with pytest.raises(Exception) as failure:
         runner.run(source, day(1), day(2))
     message = str(failure.value)
-    assert "table 'accounts': a record has keys 'userId' and 'user_id'" in message, message
+    assert "table 'accounts': in a record, keys 'userId' and 'user_id'" in message, message
     assert "would both load into column 'user_id'" in message, message
 
 

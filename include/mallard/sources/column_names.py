@@ -2,8 +2,10 @@
 
 dlt normalizes every key to snake_case (`a b`, `a-b`, `aB` and `A_B` all become `a_b`) and
 flattens nested objects into `parent__child` columns. When two keys of a record meet in one
-column, the loaded row keeps one of their values, and nothing says so. Every resource gets the
-check as a map step (registry.py); the JSONL reader also runs it, to name the line.
+column, the loaded row keeps one of their values, and nothing says so. A key that becomes one of
+dlt's own columns (`_dlt_id`, `_dlt_load_id`: the `_dlt_` prefix) is the same: dlt overwrites it
+or, worse, keeps it as its row id or load id. Every resource gets the check as a map step
+(registry.py); the JSONL reader also runs it, to name the line.
 """
 
 from __future__ import annotations
@@ -13,11 +15,24 @@ from typing import Any, NamedTuple
 
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+DLT_PREFIX = "_dlt_"  # dlt's own columns: row id, parent id, load id
+
 
 class KeyCollision(NamedTuple):
     first: str  # the keys as written, nested ones as `parent.child`
-    second: str
+    second: str  # "" when `first` meets one of dlt's own columns
     column: str  # the column both would load into
+
+    def __str__(self) -> str:
+        if not self.second:
+            return (
+                f"key {self.first!r} would load into {self.column!r}, a column dlt writes itself (its prefix "
+                f"{DLT_PREFIX} is dlt's), so its values would be overwritten or taken for dlt's ids"
+            )
+        return (
+            f"keys {self.first!r} and {self.second!r} would both load into column {self.column!r}, keeping one "
+            "value and dropping the other"
+        )
 
 
 class CollisionFinder:
@@ -55,6 +70,8 @@ class CollisionFinder:
                     return found
                 continue
             if not isinstance(value, list):
+                if column.startswith(DLT_PREFIX) and not column_prefix:
+                    return KeyCollision(shown, "", column)
                 if (other := columns.setdefault(column, shown)) != shown:
                     return KeyCollision(other, shown, column)
                 continue
@@ -75,10 +92,8 @@ def without_key_collisions(source_name: str, table: str) -> Callable[[Any], Any]
     def check(record: Any) -> Any:
         if isinstance(record, dict) and (collision := finder.find(record)) is not None:
             raise KeyCollisionError(
-                f"source {source_name!r}, table {table!r}: a record has keys {collision.first!r} and "
-                f"{collision.second!r}, which would both load into column {collision.column!r}, keeping one value "
-                "and dropping the other. Fix: rename or drop one of them before the load (in a python source's "
-                "code; for an API or a database, where its data is made)"
+                f"source {source_name!r}, table {table!r}: in a record, {collision}. Fix: rename or drop the key "
+                "before the load (in a python source's code; for an API or a database, where its data is made)"
             )
         return record
 

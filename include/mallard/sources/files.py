@@ -25,6 +25,7 @@ from include.mallard.config import FilesSource, FileTable
 from include.mallard.config.kinds.files import CSV_COLUMN_TYPES
 from include.mallard.interval import Interval
 from include.mallard.paths import resolve_project_path
+from include.mallard.sources.column_names import CollisionFinder
 from include.mallard.sources.empty_input import apply_policy
 from include.mallard.sources.file_readers import CsvLayout, MalformedFileError, csv_batches
 from include.mallard.sources.hints import apply_table_hints, interval_incremental, typed_cursor
@@ -59,6 +60,14 @@ def _with_file_column(batch: Any, file_path: str, source_name: str) -> Any:
     from dlt.common.libs.pyarrow import pyarrow
 
     return batch.append_column(FILE_COLUMN, pyarrow.array([file_path] * batch.num_rows, pyarrow.string()))
+
+
+def _columns_that_collide(columns: list[str], file_path: str, source_name: str) -> None:
+    """Fail on a file's column that meets another in one column, or one of dlt's own (its load or row id)."""
+    if (collision := CollisionFinder().find(dict.fromkeys(columns))) is not None:
+        raise MalformedFileError(
+            f"source {source_name!r}: file {file_path}: {collision}. Fix: rename the column in the file"
+        )
 
 
 class ColumnTypesSeen:
@@ -114,6 +123,7 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
             count = len(batch) if isinstance(batch, list) else batch.num_rows
             if count:  # an empty batch is no data
                 if not isinstance(batch, list):
+                    _columns_that_collide(batch.schema.names, item["relative_path"], config.name)
                     column_types.check(batch.schema, item["relative_path"])
                 rows += count
                 yield _with_file_column(batch, item["relative_path"], config.name) if table.new_files_only else batch

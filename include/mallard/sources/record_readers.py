@@ -46,9 +46,8 @@ def jsonl_rows(item: FileItemDict, source_name: str = "?") -> Iterator[list[dict
                 )
             if collision := collisions.find(row):
                 raise MalformedFileError(
-                    f"source {source_name!r}: file {item['file_url']} line {number}: keys {collision.first!r} and "
-                    f"{collision.second!r} would both load into column {collision.column!r}, keeping one value "
-                    "and dropping the other. Fix: rename one of the keys where the file is written"
+                    f"source {source_name!r}: file {item['file_url']} line {number}: {collision}. "
+                    "Fix: rename the key where the file is written"
                 )
             chunk.append(row)
             if len(chunk) >= JSONL_CHUNK_ROWS:
