@@ -1,6 +1,7 @@
 """Ingestion at volume: rows/s and peak RSS of one ingestion per source kind, beside its baseline.
 
     python -m bench.scale [--rows 100000,1000000] [--kinds python,rest_api,...] [--sql-backend sqlalchemy]
+                          [--compare-extract-gzip] [--compare-record-checks]
                           [--dbt-models 100,1000] [--dbt-pairs 1] [--serial] [--keep]
 
 For each kind and row count, each measurement in a new process, all of a case's processes at the
@@ -16,7 +17,10 @@ machine load as its baseline:
   scanners are not built in, docs/stack-notes.md);
 - with `--compare-extract-gzip`, mallard_gzip: Mallard with dlt's default of gzipped extract
   files (`SOURCES__DATA_WRITER__DISABLE_COMPRESSION=false`; Mallard and dlt alone write them
-  uncompressed, include/mallard/ingest.py).
+  uncompressed, include/mallard/ingest.py);
+- with `--compare-record-checks`, mallard_unchecked: Mallard without its checks of dict records
+  (the map step for keys that meet in one column, the JSONL reader's same check, and the strict
+  JSON normalizer of strict_coercion.py), to show what they cost.
 
 Kinds: python (a generator of dicts, in pages of 10,000), synthetic (the demo shop's customers,
 a full-refresh table: N customers, no orders), rest_api (a page-number API served from this
@@ -61,6 +65,11 @@ from bench.common import PROJECT_ROOT, prepare_environment, print_rows, ratio, r
 KINDS = ("python", "synthetic", "rest_api", "sql_sqlite", "sql_postgres", "files_csv", "files_jsonl", "files_parquet")
 # The table each kind loads (and the row count is checked on).
 TABLES = {"synthetic": "customers"}
+# Mallard run another way, with --compare-*: (its ratio's key in the results, what the table calls it).
+MALLARD_VARIANTS = {
+    "mallard_gzip": ("ratio_to_gzip_extract", "with gzipped extract files"),
+    "mallard_unchecked": ("ratio_to_unchecked_records", "without its checks of dict records"),
+}
 PAGE = 10_000
 SQL_URL_ENV = "MALLARD_BENCH_SQL_URL"
 RESULT_MARKER = "SCALE_RESULT "
@@ -235,6 +244,8 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
     if what.startswith("mallard"):
         if what == "mallard_gzip":
             os.environ[dlt_steps.EXTRACT_COMPRESSION_OFF_ENV] = "false"
+        if what == "mallard_unchecked":
+            _without_record_checks()
         work_dir = ingest.run_work_dir("bench_scale", "run", source.name)
         ingest.extract(source, interval, work_dir)
         ingest.load(source, work_dir)
@@ -250,6 +261,22 @@ def _child(what: str, source_file: Path, root: Path, data: Path, table: str) -> 
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(f"select count(*) from {source.dataset_name}.{table}").fetchone()[0]
     return {"seconds": time.perf_counter() - imported, "rows": rows}
+
+
+def _without_record_checks() -> None:
+    """Switch off, in this process, Mallard's checks of dict records (for `mallard_unchecked`)."""
+    import contextlib
+
+    from include.mallard import ingest
+    from include.mallard.sources import record_readers, registry
+
+    class NoCollisions:
+        def find(self, record: Any) -> None:
+            return None
+
+    registry.without_key_collisions = lambda source_name, table: lambda record: record
+    record_readers.CollisionFinder = NoCollisions  # type: ignore[assignment,misc]
+    ingest.strict_coercion = contextlib.nullcontext
 
 
 def _command(what: str, source_file: Path, root: Path, data: Path, table: str) -> list[str]:
@@ -297,6 +324,7 @@ def _measure_kind(
     sql_backend: str = "pyarrow",
     serial: bool = False,
     compare_extract_gzip: bool = False,
+    compare_record_checks: bool = False,
 ) -> None:
     """Mallard, dlt alone (and DuckDB for files) for `kind` at each row count; appends to `measured` and `table`."""
     for rows in row_counts:
@@ -323,6 +351,7 @@ def _measure_kind(
         env[SQL_URL_ENV] = os.environ.get(SQL_URL_ENV, "")
         whats = ["mallard", "dlt"] + (["duckdb"] if kind.startswith("files_") else [])
         whats += ["mallard_gzip"] if compare_extract_gzip else []
+        whats += ["mallard_unchecked"] if compare_record_checks else []
         print(f"{kind} {rows:,}: {', '.join(whats)} ...", flush=True)
         results = run_children(whats, source_file, case, data, env, TABLES.get(kind, "events"), serial)
         for what, result in results.items():
@@ -337,14 +366,15 @@ def _measure_kind(
         entry["ratio_to_dlt"] = ratio(mallard["rows_per_second"], results["dlt"]["rows_per_second"])
         if "duckdb" in results:
             entry["ratio_to_duckdb"] = ratio(mallard["rows_per_second"], results["duckdb"]["rows_per_second"])
-        if "mallard_gzip" in results:
-            gzipped = results["mallard_gzip"]
-            entry["ratio_to_gzip_extract"] = ratio(mallard["rows_per_second"], gzipped["rows_per_second"])
-            print(
-                f"  Mallard with gzipped extract files: {gzipped['rows_per_second']:,} rows/s, "
-                f"{gzipped['peak_rss_mb']} MB; uncompressed is {entry['ratio_to_gzip_extract']}x as fast",
-                flush=True,
-            )
+        for variant, (key, said) in MALLARD_VARIANTS.items():
+            if variant in results:
+                other = results[variant]
+                entry[key] = ratio(mallard["rows_per_second"], other["rows_per_second"])
+                print(
+                    f"  Mallard {said}: {other['rows_per_second']:,} rows/s, {other['peak_rss_mb']} MB; "
+                    f"Mallard is {entry[key]}x as fast",
+                    flush=True,
+                )
         measured.append(entry)
         table.append(
             (
@@ -417,6 +447,9 @@ def main() -> int:
     parser.add_argument(
         "--compare-extract-gzip", action="store_true", help="also Mallard with dlt's gzipped extract files"
     )
+    parser.add_argument(
+        "--compare-record-checks", action="store_true", help="also Mallard without its checks of dict records"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     env = prepare_environment()
@@ -439,6 +472,7 @@ def main() -> int:
                 args.sql_backend,
                 args.serial,
                 args.compare_extract_gzip,
+                args.compare_record_checks,
             )
 
     growth = report_ingestion(measured, table, args.serial) if measured else {}

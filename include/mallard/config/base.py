@@ -142,6 +142,8 @@ class SourceBase(StrictModel):
 
     # True when the kind's reader applies `on_empty` itself, as it reads (sources/empty_input.py).
     READER_APPLIES_ON_EMPTY: ClassVar[bool] = False
+    # True when its reader checks each record's keys itself (naming the line): no map step then (registry.py).
+    READER_CHECKS_RECORD_KEYS: ClassVar[bool] = False
 
     name: Annotated[
         str,

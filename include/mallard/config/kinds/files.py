@@ -161,6 +161,7 @@ class FilesSource(TablesSource):
     """Files in a local folder or an fsspec URL, loaded with dlt's filesystem source."""
 
     READER_APPLIES_ON_EMPTY: ClassVar[bool] = True  # it can say which files it found
+    READER_CHECKS_RECORD_KEYS: ClassVar[bool] = True  # JSONL lines; Arrow files by their columns
     kind: Literal["files"]
     path: str = Field(
         description=(
