@@ -114,7 +114,8 @@ def _on_empty(config: FilesSource, table: FileTable, field: str, files_read: int
 def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: FilesSource) -> Iterator[Any]:
     """The rows of every file the listing gives (its modification-time window applied), then `on_empty`."""
     files_read = rows = 0
-    column_types = ColumnTypesSeen(table, layout.field, config.name)
+    # A cursor table's rows outside the interval are dropped after this, before dlt meets their types.
+    column_types = ColumnTypesSeen(table, layout.field, config.name) if table.cursor is None else None
     # Iterated here rather than piped into a transformer: a transformer is never called when the
     # glob matches nothing, so it could not tell an empty input from a finished one.
     for item in files:
@@ -124,7 +125,8 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
             if count:  # an empty batch is no data
                 if not isinstance(batch, list):
                     _columns_that_collide(batch.schema.names, item["relative_path"], config.name)
-                    column_types.check(batch.schema, item["relative_path"])
+                    if column_types is not None:
+                        column_types.check(batch.schema, item["relative_path"])
                 rows += count
                 yield _with_file_column(batch, item["relative_path"], config.name) if table.new_files_only else batch
     if rows == 0:
