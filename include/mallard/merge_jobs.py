@@ -97,8 +97,8 @@ class NewestVersionMergeLoadJob(SqlLoadJob):
                     self._warn_not_applied(int(result[0][0]))
 
     def _warn_not_applied(self, rows: int) -> None:
-        table = self._job_client.prepare_load_table(self.load_table_name)
-        sort = get_dedup_sort_tuple(table)
+        sort = get_dedup_sort_tuple(self._job_client.prepare_load_table(self.load_table_name))
+        cursor = sort[0] if sort else "cursor"
         log.warning(
             "%s.%s: %d row(s) of this load were not applied: the table holds a newer version of their key "
             "(a later %s). Expected when an earlier interval is reprocessed after later ones. If a correction "
@@ -107,8 +107,8 @@ class NewestVersionMergeLoadJob(SqlLoadJob):
             self._job_client.config.normalize_dataset_name(self._job_client.schema),  # not the staging one
             self.load_table_name,
             rows,
-            sort[0] if sort else "cursor",
-            sort[0] if sort else "cursor",
+            cursor,
+            cursor,
         )
 
 

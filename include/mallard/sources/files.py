@@ -62,9 +62,9 @@ def _with_file_column(batch: Any, file_path: str, source_name: str) -> Any:
     return batch.append_column(FILE_COLUMN, pyarrow.array([file_path] * batch.num_rows, pyarrow.string()))
 
 
-def _columns_that_collide(columns: list[str], file_path: str, source_name: str) -> None:
+def _columns_that_collide(finder: CollisionFinder, columns: list[str], file_path: str, source_name: str) -> None:
     """Fail on a file's column that meets another in one column, or one of dlt's own (its load or row id)."""
-    if (collision := CollisionFinder().find(dict.fromkeys(columns))) is not None:
+    if (collision := finder.find(dict.fromkeys(columns))) is not None:
         raise MalformedFileError(
             f"source {source_name!r}: file {file_path}: {collision}. Fix: rename the column in the file"
         )
@@ -116,6 +116,7 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
     files_read = rows = 0
     # A cursor table's rows outside the interval are dropped after this, before dlt meets their types.
     column_types = ColumnTypesSeen(table, layout.field, config.name) if table.cursor is None else None
+    column_names = CollisionFinder()  # one per table: a column set found clean is not walked again
     # Iterated here rather than piped into a transformer: a transformer is never called when the
     # glob matches nothing, so it could not tell an empty input from a finished one.
     for item in files:
@@ -124,7 +125,7 @@ def _rows(files: DltResource, table: FileTable, layout: CsvLayout, config: Files
             count = len(batch) if isinstance(batch, list) else batch.num_rows
             if count:  # an empty batch is no data
                 if not isinstance(batch, list):
-                    _columns_that_collide(batch.schema.names, item["relative_path"], config.name)
+                    _columns_that_collide(column_names, batch.schema.names, item["relative_path"], config.name)
                     if column_types is not None:
                         column_types.check(batch.schema, item["relative_path"])
                 rows += count
